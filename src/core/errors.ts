@@ -1,0 +1,70 @@
+/**
+ * Gatehouse's errors: a closed set of codes, each with the HTTP status it maps to.
+ * The compiler demands a status for every code; tests assert codes, not message text.
+ */
+export const errorStatus = {
+  // requests Gatehouse will not handle
+  ERR_BAD_REQUEST: 400,
+  ERR_HEADERS_TOO_LARGE: 431,
+  ERR_MISDIRECTED_REQUEST: 421,
+  ERR_ROUTE_NOT_FOUND: 404,
+  ERR_BODY_TOO_LARGE: 413,
+  ERR_PROXY_DESTINATION_FORBIDDEN: 403,
+  ERR_METHOD_NOT_ALLOWED: 405,
+  // decisions
+  ERR_POLICY_DENIED: 403,
+  ERR_CERT_MISSING: 403,
+  ERR_CERT_UNTRUSTED: 403,
+  ERR_CERT_EXPIRED: 403,
+  ERR_CERT_NOT_YET_VALID: 403,
+  ERR_CERT_REVOKED: 403,
+  ERR_CERT_INVALID: 403,
+  ERR_CERT_SUBJECT_MISMATCH: 403,
+  ERR_LOGIN_NOT_CONFIGURED: 501,
+  // upstreams
+  ERR_UPSTREAM_FORBIDDEN: 403,
+  ERR_UPSTREAM_UNREACHABLE: 502,
+  ERR_UPSTREAM_TLS: 502,
+  ERR_UPSTREAM_PROTOCOL: 502,
+  ERR_UPSTREAM_TIMEOUT: 504,
+  ERR_CLIENT_CLOSED: 499,
+  // Gatehouse itself
+  ERR_INTERNAL: 500,
+  ERR_NOT_READY: 503,
+  ERR_CONFIG_INVALID: 500,
+  ERR_STORE_CONFLICT: 409,
+  ERR_STORE_UNAVAILABLE: 503,
+  ERR_STORE_CLOSED: 503,
+  ERR_USAGE: 400,
+} as const satisfies Record<string, number>;
+
+export type ErrorCode = keyof typeof errorStatus;
+
+export function isErrorCode(value: string): value is ErrorCode {
+  return Object.hasOwn(errorStatus, value);
+}
+
+/** An error with a code from the closed set. `cause` keeps the foreign error it translates. */
+export class GatehouseError extends Error {
+  readonly code: ErrorCode;
+  override readonly name = 'GatehouseError';
+
+  constructor(code: ErrorCode, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.code = code;
+  }
+
+  get status(): number {
+    return errorStatus[this.code];
+  }
+}
+
+export function statusOf(code: ErrorCode): number {
+  return errorStatus[code];
+}
+
+/** The message of anything thrown, for one-line reports. */
+export function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  return String(err);
+}

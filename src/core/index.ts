@@ -1,0 +1,5 @@
+export * from './errors.ts';
+export * from './duration.ts';
+export * from './size.ts';
+export * from './secret.ts';
+export * from './listen.ts';
