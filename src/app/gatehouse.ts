@@ -1,0 +1,239 @@
+/**
+ * One Gatehouse process: its listeners, its current state and the swap on reload. In a cluster every worker
+ * runs one of these and the primary coordinates reloads; with one worker it runs alone.
+ */
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { formatListen, messageOf, Registry, type ListenAddress, type Logger } from '../core/index.ts';
+import { formatProblems, loadConfig, type Config } from '../config/index.ts';
+import { openStore, type Store } from '../store/index.ts';
+import { FrontDoor, UpstreamPool, forwardProxy, redirectToHttps } from '../proxy/index.ts';
+import { buildState, withPublicPort, StateBuildError, type AppState } from './state.ts';
+
+export interface GatehouseOptions {
+  readonly configFile: string;
+  readonly log: Logger;
+  /** shared by all workers so TLS sessions resume on any of them */
+  readonly ticketKeys?: Buffer;
+}
+
+export type ReloadResult = { ok: true; generation: number } | { ok: false; problems: string };
+
+export interface Addresses {
+  https: string;
+  http?: string;
+  forwardProxy?: string;
+}
+
+function listen(server: HttpServer | HttpsServer, at: ListenAddress): Promise<AddressInfo> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: at.host, port: at.port }, () => {
+      server.off('error', reject);
+      resolve(server.address() as AddressInfo);
+    });
+  });
+}
+
+function closeServer(server: HttpServer | HttpsServer | undefined): Promise<void> {
+  if (!server?.listening) return Promise.resolve();
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    server.closeIdleConnections();
+  });
+}
+
+/** Loads the file and builds its state; the problems are formatted as `FILE:LINE:COL: message` lines. */
+export async function loadState(
+  file: string,
+  options: { publicPort?: number; log?: Logger; startRevocation?: boolean } = {},
+): Promise<{ ok: true; state: AppState } | { ok: false; problems: string }> {
+  const loaded = await loadConfig(file);
+  if (!loaded.ok) return { ok: false, problems: formatProblems(loaded.problems) };
+  try {
+    return { ok: true, state: await buildState(loaded.config, options) };
+  } catch (err) {
+    if (err instanceof StateBuildError) {
+      return { ok: false, problems: err.problems.map((p) => `${file}: ${p.path}: ${p.message}`).join('\n') };
+    }
+    return { ok: false, problems: `${file}: ${messageOf(err)}` };
+  }
+}
+
+export class Gatehouse {
+  readonly metrics = new Registry();
+  readonly #o: GatehouseOptions;
+  readonly #pool = new UpstreamPool();
+  #state: AppState;
+  #store: Store;
+  #https: HttpsServer;
+  #http: HttpServer | undefined;
+  #forward: HttpServer | undefined;
+  #frontDoor: FrontDoor;
+  #addresses: Addresses = { https: '' };
+  #draining = false;
+
+  private constructor(options: GatehouseOptions, state: AppState, store: Store) {
+    this.#o = options;
+    this.#state = state;
+    this.#store = store;
+    const getState = () => this.#state.proxy;
+    this.#frontDoor = new FrontDoor({
+      state: getState,
+      pool: this.#pool,
+      log: options.log,
+      metrics: this.metrics,
+      acceptTls: (socket: Duplex) => this.#https.emit('connection', socket),
+    });
+    this.#https = createHttpsServer(
+      {
+        ...this.#secureOptions(state),
+        requestCert: state.tls.clientCas.length > 0,
+        rejectUnauthorized: false,
+        ALPNProtocols: ['http/1.1'],
+        sessionIdContext: 'gatehouse',
+        requireHostHeader: false,
+        headersTimeout: 20_000,
+        requestTimeout: 0,
+        keepAliveTimeout: 65_000,
+        maxHeaderSize: 16_384,
+        ...(options.ticketKeys ? { ticketKeys: options.ticketKeys } : {}),
+      },
+      this.#frontDoor.handleRequest,
+    );
+    this.#https.on('upgrade', this.#frontDoor.handleUpgrade);
+    this.#https.on('connect', this.#frontDoor.handleConnect);
+    this.#https.on('clientError', this.#frontDoor.handleClientError);
+    this.#https.on('secureConnection', (socket) => {
+      const parent = (socket as unknown as { _parent?: object | null })._parent;
+      if (parent) FrontDoor.noteTunnelled(socket, parent);
+    });
+    this.#https.on('tlsClientError', () => {
+      // a failed handshake (scanner, wrong protocol): nothing to answer, nothing to log per connection
+    });
+  }
+
+  /** Reads the configuration, opens the store and starts listening. */
+  static async start(options: GatehouseOptions): Promise<Gatehouse> {
+    const loaded = await loadState(options.configFile, { log: options.log });
+    if (!loaded.ok) {
+      throw new StateBuildError([{ path: '(config)', message: `the configuration is not valid:\n${loaded.problems}` }]);
+    }
+    const store = await openStore(loaded.state.config.store, '.');
+    const g = new Gatehouse(options, loaded.state, store);
+    try {
+      await g.#listen();
+    } catch (err) {
+      await g.destroy();
+      throw err;
+    }
+    return g;
+  }
+
+  get state(): AppState {
+    return this.#state;
+  }
+
+  get addresses(): Addresses {
+    return this.#addresses;
+  }
+
+  get store(): Store {
+    return this.#store;
+  }
+
+  #secureOptions(state: AppState) {
+    return {
+      cert: state.tls.cert,
+      key: state.tls.key,
+      ...(state.tls.clientCas.length > 0 ? { ca: [...state.tls.clientCas] } : {}),
+      minVersion: state.tls.minVersion,
+    };
+  }
+
+  async #listen(): Promise<void> {
+    const server = this.#state.config.server;
+    const a = await listen(this.#https, server.https);
+    this.#addresses.https = formatListen({ host: a.address, port: a.port });
+    this.#state = withPublicPort(this.#state, a.port);
+    const getState = () => this.#state.proxy;
+    if (server.http) {
+      this.#http = createHttpServer({ requireHostHeader: false, headersTimeout: 20_000 }, redirectToHttps(getState));
+      const h = await listen(this.#http, server.http);
+      this.#addresses.http = formatListen({ host: h.address, port: h.port });
+    }
+    if (server.forwardProxy) {
+      const fp = forwardProxy(getState, this.#frontDoor, this.#o.log);
+      this.#forward = createHttpServer({ requireHostHeader: false, headersTimeout: 20_000 }, fp.request);
+      this.#forward.on('connect', fp.connect);
+      this.#forward.on('clientError', this.#frontDoor.handleClientError);
+      const f = await listen(this.#forward, server.forwardProxy);
+      this.#addresses.forwardProxy = formatListen({ host: f.address, port: f.port });
+    }
+  }
+
+  /**
+   * Builds a new state from the file beside the old one and swaps it in. A bad file is reported and the old
+   * state keeps serving; requests in flight finish on the state they started with.
+   */
+  async reload(): Promise<ReloadResult> {
+    const loaded = await loadState(this.#o.configFile, { log: this.#o.log });
+    if (!loaded.ok) {
+      this.#o.log.error('config_rejected', { file: this.#o.configFile, problems: loaded.problems.split('\n') });
+      return { ok: false, problems: loaded.problems };
+    }
+    const next = withPublicPort(loaded.state, Number(this.#addresses.https.split(':').pop()));
+    const old = this.#state;
+    this.#warnListenerChanges(old.config, next.config);
+    if (next.tls.cert !== old.tls.cert || next.tls.key !== old.tls.key || next.tls.clientCas.join() !== old.tls.clientCas.join() || next.tls.minVersion !== old.tls.minVersion) {
+      this.#https.setSecureContext(this.#secureOptions(next));
+      if (this.#o.ticketKeys) this.#https.setTicketKeys(this.#o.ticketKeys);
+      (this.#https as unknown as { requestCert: boolean }).requestCert = next.tls.clientCas.length > 0;
+    }
+    this.#state = next;
+    old.revocation.close();
+    this.#o.log.info('config_reloaded', { file: this.#o.configFile, generation: next.proxy.generation, routes: next.config.routes.length });
+    return { ok: true, generation: next.proxy.generation };
+  }
+
+  #warnListenerChanges(a: Readonly<Config>, b: Readonly<Config>): void {
+    for (const key of ['https', 'http', 'forwardProxy', 'metrics', 'workers'] as const) {
+      if (JSON.stringify(a.server[key]) !== JSON.stringify(b.server[key])) {
+        this.#o.log.warn('restart_needed', { setting: `server.${key}`, message: 'listener changes take effect on restart' });
+      }
+    }
+  }
+
+  async ready(): Promise<boolean> {
+    return !this.#draining && this.#https.listening && (await this.#store.healthy());
+  }
+
+  /** Stops accepting, lets requests in flight finish (up to the shutdown timeout), then closes everything. */
+  async close(): Promise<void> {
+    this.#draining = true;
+    const deadline = setTimeout(() => {
+      this.#https.closeAllConnections();
+      this.#http?.closeAllConnections();
+      this.#forward?.closeAllConnections();
+    }, this.#state.config.server.shutdownTimeout);
+    deadline.unref();
+    await Promise.all([closeServer(this.#https), closeServer(this.#http), closeServer(this.#forward)]);
+    clearTimeout(deadline);
+    await this.destroy();
+  }
+
+  /** Stops at once. */
+  async destroy(): Promise<void> {
+    this.#draining = true;
+    for (const s of [this.#https, this.#http, this.#forward]) {
+      s?.closeAllConnections();
+      s?.close();
+    }
+    this.#pool.destroy();
+    this.#state.revocation.close();
+    await this.#store.close().catch(() => undefined);
+    this.#o.log.flush();
+  }
+}

@@ -1,0 +1,9 @@
+export {
+  ClientCertificates,
+  canonicalSerial,
+  subjectFields,
+  nameKey,
+  formatDn,
+  type RevocationSource,
+} from './client-certificate.ts';
+export { RevocationLists, dnFields, splitPemCertificates } from './revocation-lists.ts';

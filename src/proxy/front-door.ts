@@ -1,0 +1,567 @@
+/**
+ * The TLS front door: one listener for route hosts, the auth host, HTTPS-proxy requests (absolute-form and
+ * CONNECT) and WebSocket upgrades. Each request reads the current state once, is normalised once, decided
+ * by the policy, and forwarded exactly as it was checked. One error boundary per listener.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { STATUS_CODES } from 'node:http';
+import { connect as netConnect, isIP, type Socket } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { Duplex } from 'node:stream';
+import { errorStatus, nextRequestId, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
+import { evaluate, type CertificateFacts, type Decision } from '../policy/index.ts';
+import type { ProxyState } from './proxy-state.ts';
+import type { RouteMatch } from './route-table.ts';
+import { normalizePath, splitTarget } from './normalize-path.ts';
+import { upstreamRequestHeaders } from './headers.ts';
+import { forward, type ForwardResult } from './forward.ts';
+import { guardedLookup, isForbiddenAddress, type UpstreamPool } from './upstream-pool.ts';
+import { rawErrorResponse, sendError, wantsJson } from './error-page.ts';
+import { proxyWebSocket } from './upgrade.ts';
+
+export interface FrontDoorOptions {
+  readonly state: () => ProxyState;
+  readonly pool: UpstreamPool;
+  readonly log: Logger;
+  readonly metrics: Registry;
+  /** hands a socket to the TLS server as a new connection (CONNECT to a route host) */
+  readonly acceptTls: (socket: Duplex) => void;
+}
+
+/** Host header → lower-case host and port; undefined when malformed. */
+export function parseHost(value: string | undefined): { host: string; port: number | undefined } | undefined {
+  if (!value) return undefined;
+  const m = /^([a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]{0,61}[a-zA-Z0-9])?)*\.?|\[[0-9a-fA-F:.]+\])(?::(\d{1,5}))?$/.exec(value);
+  if (!m) return undefined;
+  const port = m[2] === undefined ? undefined : Number(m[2]);
+  if (port !== undefined && (port < 1 || port > 65535)) return undefined;
+  let host = m[1]!.toLowerCase();
+  if (host.endsWith('.')) host = host.slice(0, -1);
+  return { host, port };
+}
+
+/** The peer's address, IPv4-mapped IPv6 unwrapped. */
+export function clientAddress(socket: Socket | undefined): string {
+  const a = socket?.remoteAddress ?? '';
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+interface RequestRecord {
+  id: string;
+  started: number;
+  route: string | undefined;
+  host: string | undefined;
+  method: string;
+  path: string | undefined;
+  subject: string | undefined;
+  decision: 'allow' | 'deny' | undefined;
+  reason: string | undefined;
+  code: ErrorCode | undefined;
+  status: number;
+  bytesIn: number;
+  bytesOut: number;
+  upstreamMs: number | undefined;
+  proxy: 'absolute' | 'connect' | undefined;
+}
+
+/** The real client address of a connection that came in through CONNECT (inner TLS over the outer socket). */
+const tunnelledFrom = new WeakMap<object, string>();
+
+export class FrontDoor {
+  readonly #o: FrontDoorOptions;
+  readonly #requests;
+  readonly #duration;
+  readonly #upstreamErrors;
+
+  constructor(options: FrontDoorOptions) {
+    this.#o = options;
+    this.#requests = options.metrics.counter('gatehouse_requests_total', 'Requests answered, by route and status');
+    this.#duration = options.metrics.histogram('gatehouse_request_duration_seconds', 'Time to answer a request, by route', [
+      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+    ]);
+    this.#upstreamErrors = options.metrics.counter('gatehouse_upstream_errors_total', 'Upstream failures, by route and code');
+  }
+
+  // ---------------------------------------------------------------- requests
+
+  readonly handleRequest = (req: IncomingMessage, res: ServerResponse): void => {
+    const state = this.#o.state();
+    const rec = this.#record(req);
+    res.on('close', () => this.#finish(state, rec, res));
+    try {
+      this.#route(state, req, res, rec);
+    } catch (err) {
+      this.#o.log.error('request_failed', { id: rec.id, error: err instanceof Error ? err.stack : String(err) });
+      if (!res.headersSent) this.#refuse(req, res, rec, 'ERR_INTERNAL', 'Gatehouse could not handle this request');
+      else res.destroy();
+    }
+  };
+
+  #record(req: IncomingMessage): RequestRecord {
+    return {
+      id: nextRequestId(),
+      started: performance.now(),
+      route: undefined,
+      host: undefined,
+      method: req.method ?? 'GET',
+      path: undefined,
+      subject: undefined,
+      decision: undefined,
+      reason: undefined,
+      code: undefined,
+      status: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+      upstreamMs: undefined,
+      proxy: undefined,
+    };
+  }
+
+  #route(state: ProxyState, req: IncomingMessage, res: ServerResponse, rec: RequestRecord): void {
+    const url = req.url ?? '';
+    if (url.charCodeAt(0) !== 0x2f) {
+      if (/^https?:\/\//i.test(url)) return this.#absoluteForm(state, req, res, rec, url);
+      return this.#refuse(req, res, rec, 'ERR_BAD_REQUEST', 'the request target must be a path');
+    }
+    const host = parseHost(req.headers.host);
+    if (!host) return this.#refuse(req, res, rec, 'ERR_BAD_REQUEST', 'the Host header is missing or malformed');
+    rec.host = host.host;
+    const sni = (req.socket as TLSSocket).servername;
+    if (typeof sni === 'string' && sni.toLowerCase() !== host.host) {
+      return this.#refuse(req, res, rec, 'ERR_MISDIRECTED_REQUEST', `this connection was opened for ${sni}, not ${host.host}`);
+    }
+    const { path: rawPath, query } = splitTarget(url);
+    const path = normalizePath(rawPath);
+    if (path === undefined) return this.#refuse(req, res, rec, 'ERR_BAD_REQUEST', 'the request path cannot be normalised safely');
+    rec.path = path;
+    if (host.host === state.authHost) return this.#authHost(state, req, res, rec, path);
+    const found = state.routes.matchDestination(host.host);
+    if (!found) return this.#refuse(req, res, rec, 'ERR_ROUTE_NOT_FOUND', `no route is published at ${host.host}`);
+    if (path.startsWith('/.gatehouse/')) {
+      return this.#refuse(req, res, rec, 'ERR_ROUTE_NOT_FOUND', 'this Gatehouse path is not available here');
+    }
+    this.#decideAndForward(state, req, res, rec, found.match, path + query, req.headers.host!, !found.byAlias);
+  }
+
+  /** `GET http://server1/x` on the front door: HTTPS-proxy mode. Destinations are route hosts and aliases only. */
+  #absoluteForm(state: ProxyState, req: IncomingMessage, res: ServerResponse, rec: RequestRecord, url: string): void {
+    rec.proxy = 'absolute';
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      return this.#refuse(req, res, rec, 'ERR_BAD_REQUEST', 'the request target is not a valid URL');
+    }
+    const host = parseHost(u.host);
+    if (!host || u.username || u.password) return this.#refuse(req, res, rec, 'ERR_BAD_REQUEST', 'the request target is not a valid URL');
+    rec.host = host.host;
+    const found = state.routes.matchDestination(host.host);
+    if (!found || found.match.route.config.tcp) {
+      return this.#refuse(req, res, rec, 'ERR_PROXY_DESTINATION_FORBIDDEN', `${host.host} is not a published route; Gatehouse is not an open proxy`);
+    }
+    const { path: rawPath, query } = splitTarget(u.pathname + u.search);
+    const path = normalizePath(rawPath);
+    if (path === undefined) return this.#refuse(req, res, rec, 'ERR_BAD_REQUEST', 'the request path cannot be normalised safely');
+    rec.path = path;
+    // the client addresses the application by its own name: its redirects already make sense to it
+    this.#decideAndForward(state, req, res, rec, found.match, path + query, u.host, false);
+  }
+
+  #certificate(state: ProxyState, req: IncomingMessage): CertificateFacts {
+    const socket = req.socket as TLSSocket;
+    return typeof socket.getPeerCertificate === 'function' ? state.certificates.facts(socket) : { status: 'missing' };
+  }
+
+  #decide(state: ProxyState, req: IncomingMessage, rec: RequestRecord, match: RouteMatch, path: string): Decision {
+    const certificate = this.#certificate(state, req);
+    if (certificate.subjectDn) rec.subject = certificate.subjectDn;
+    const route = match.route.config;
+    const decision = evaluate({
+      route,
+      method: rec.method,
+      path,
+      certificate,
+      loginAvailable: state.loginAvailable,
+    });
+    rec.decision = decision.allow ? 'allow' : 'deny';
+    rec.reason = decision.allow ? decision.rule : decision.reason;
+    return decision;
+  }
+
+  #decideAndForward(
+    state: ProxyState,
+    req: IncomingMessage,
+    res: ServerResponse,
+    rec: RequestRecord,
+    match: RouteMatch,
+    pathAndQuery: string,
+    publicHost: string,
+    rewrite: boolean,
+  ): void {
+    const route = match.route;
+    rec.route = route.name;
+    const decision = this.#decide(state, req, rec, match, rec.path!);
+    if (!decision.allow) return this.#refuse(req, res, rec, decision.code, decision.reason, route.name);
+    const target = match.target;
+    if (!target) {
+      return this.#refuse(req, res, rec, 'ERR_UPSTREAM_UNREACHABLE', `route ${route.name} has no HTTP upstream`, route.name);
+    }
+    const guard = route.templated && !route.config.upstream.allowLoopback;
+    if (guard && isIP(target.hostname) && isForbiddenAddress(target.hostname)) {
+      return this.#refuse(req, res, rec, 'ERR_UPSTREAM_FORBIDDEN', `${target.hostname} is a loopback or link-local address this route may not reach`, route.name);
+    }
+    const upstream = route.config.upstream;
+    const hostHeader =
+      match.hostHeader === 'preserve' ? req.headers.host ?? publicHost : match.hostHeader ?? target.authority;
+    const headers = upstreamRequestHeaders(req.rawHeaders, {
+      hostHeader,
+      clientIp: this.#clientIp(req),
+      publicHost,
+      requestId: rec.id,
+      trusted: this.#trusted(state, req),
+    });
+    const tls = state.upstreamTls.get(route.name);
+    forward(
+      req,
+      res,
+      {
+        target,
+        agent: this.#o.pool.agentFor(target, tls),
+        lookup: guard ? guardedLookup : undefined,
+        method: rec.method,
+        path: target.basePath + pathAndQuery,
+        headers,
+        timeouts: upstream.timeouts,
+        maxBodySize: upstream.maxBodySize,
+        requestId: rec.id,
+        rewrite: rewrite && upstream.rewriteRedirects ? { names: match.upstreamNames, publicHost } : undefined,
+      },
+      (code, message, close) => this.#refuse(req, res, rec, code, message, route.name, close),
+      (r: ForwardResult) => {
+        rec.bytesIn = r.bytesIn;
+        rec.bytesOut = r.bytesOut;
+        rec.upstreamMs = r.upstreamMs;
+        if (r.code) {
+          rec.code = r.code;
+          if (r.code !== 'ERR_CLIENT_CLOSED') this.#upstreamErrors.inc({ route: route.name, code: r.code });
+        }
+      },
+    );
+  }
+
+  #clientIp(req: IncomingMessage): string {
+    return tunnelledFrom.get(req.socket) ?? clientAddress(req.socket);
+  }
+
+  #trusted(state: ProxyState, req: IncomingMessage): boolean {
+    const ip = this.#clientIp(req);
+    if (!ip) return false;
+    return state.trustedProxies.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4');
+  }
+
+  #authHost(state: ProxyState, req: IncomingMessage, res: ServerResponse, rec: RequestRecord, path: string): void {
+    rec.route = '(auth host)';
+    rec.decision = 'allow';
+    if (path === '/proxy.pac') {
+      const body = state.pac;
+      res.writeHead(200, [
+        'content-type', 'application/x-ns-proxy-autoconfig',
+        'cache-control', 'max-age=300',
+        'content-length', String(Buffer.byteLength(body)),
+        'x-request-id', rec.id,
+      ]);
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    if (path === '/') {
+      const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Gatehouse</title></head>
+<body style="font:16px system-ui,sans-serif;max-width:40rem;margin:10vh auto"><h1>Gatehouse</h1>
+<p>This is the front door. The proxy auto-config file is at <a href="/proxy.pac">/proxy.pac</a>.</p></body></html>\n`;
+      res.writeHead(200, [
+        'content-type', 'text/html; charset=utf-8',
+        'content-length', String(Buffer.byteLength(body)),
+        'x-request-id', rec.id,
+        'content-security-policy', "default-src 'none'; style-src 'unsafe-inline'",
+      ]);
+      res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    this.#refuse(req, res, rec, 'ERR_ROUTE_NOT_FOUND', `nothing at ${path} on the auth host`);
+  }
+
+  #refuse(
+    req: IncomingMessage,
+    res: ServerResponse,
+    rec: RequestRecord,
+    code: ErrorCode,
+    message: string,
+    route?: string,
+    close = false,
+  ): void {
+    rec.code = code;
+    rec.reason ??= message;
+    if (rec.decision === undefined && errorStatus[code] === 403) rec.decision = 'deny';
+    sendError(res, { code, message, requestId: rec.id, route }, req.headers.accept, close ? ['connection', 'close'] : []);
+  }
+
+  #finish(state: ProxyState, rec: RequestRecord, res: ServerResponse): void {
+    rec.status = res.headersSent ? res.statusCode : 0;
+    const totalMs = performance.now() - rec.started;
+    const route = rec.route ?? '(none)';
+    this.#requests.inc({ route, status: String(rec.status) });
+    this.#duration.observe({ route }, totalMs / 1000);
+    if (!state.accessLog) return;
+    this.#o.log.line(
+      JSON.stringify({
+        time: new Date().toISOString(),
+        event: 'request',
+        id: rec.id,
+        route: rec.route,
+        host: rec.host,
+        method: rec.method,
+        path: rec.path,
+        subject: rec.subject,
+        decision: rec.decision,
+        reason: rec.reason,
+        code: rec.code,
+        status: rec.status,
+        bytesIn: rec.bytesIn,
+        bytesOut: rec.bytesOut,
+        upstreamMs: rec.upstreamMs === undefined ? undefined : Math.round(rec.upstreamMs * 10) / 10,
+        totalMs: Math.round(totalMs * 10) / 10,
+        proxy: rec.proxy,
+      }),
+    );
+  }
+
+  // ---------------------------------------------------------------- upgrades (WebSocket)
+
+  readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const state = this.#o.state();
+    const rec = this.#record(req);
+    socket.on('error', () => socket.destroy());
+    const refuse = (code: ErrorCode, message: string): void => {
+      rec.code = code;
+      rec.reason ??= message;
+      rec.status = errorStatus[code];
+      socket.end(rawErrorResponse({ code, message, requestId: rec.id, route: rec.route }, wantsJson(req.headers.accept)));
+      this.#logUpgrade(state, rec);
+    };
+    const url = req.url ?? '';
+    let hostValue = req.headers.host;
+    let pathAndQuery = url;
+    let rewrite = true;
+    if (/^https?:\/\//i.test(url)) {
+      try {
+        const u = new URL(url);
+        hostValue = u.host;
+        pathAndQuery = u.pathname + u.search;
+        rewrite = false;
+      } catch {
+        return refuse('ERR_BAD_REQUEST', 'the request target is not a valid URL');
+      }
+    } else if (url.charCodeAt(0) !== 0x2f) {
+      return refuse('ERR_BAD_REQUEST', 'the request target must be a path');
+    }
+    const host = parseHost(hostValue);
+    if (!host) return refuse('ERR_BAD_REQUEST', 'the Host header is missing or malformed');
+    rec.host = host.host;
+    const sni = (req.socket as TLSSocket).servername;
+    if (rewrite && typeof sni === 'string' && sni.toLowerCase() !== host.host) {
+      return refuse('ERR_MISDIRECTED_REQUEST', `this connection was opened for ${sni}, not ${host.host}`);
+    }
+    const { path: rawPath, query } = splitTarget(pathAndQuery);
+    const path = normalizePath(rawPath);
+    if (path === undefined) return refuse('ERR_BAD_REQUEST', 'the request path cannot be normalised safely');
+    rec.path = path;
+    const found = state.routes.matchDestination(host.host);
+    if (!found) return refuse(rewrite ? 'ERR_ROUTE_NOT_FOUND' : 'ERR_PROXY_DESTINATION_FORBIDDEN', `no route is published at ${host.host}`);
+    const match = found.match;
+    rec.route = match.route.name;
+    const decision = this.#decide(state, req, rec, match, path);
+    if (!decision.allow) return refuse(decision.code, decision.reason);
+    const target = match.target;
+    if (!target) return refuse('ERR_UPSTREAM_UNREACHABLE', `route ${match.route.name} has no HTTP upstream`);
+    const guard = match.route.templated && !match.route.config.upstream.allowLoopback;
+    if (guard && isIP(target.hostname) && isForbiddenAddress(target.hostname)) {
+      return refuse('ERR_UPSTREAM_FORBIDDEN', `${target.hostname} is a loopback or link-local address this route may not reach`);
+    }
+    const hostHeader = match.hostHeader === 'preserve' ? hostValue! : match.hostHeader ?? target.authority;
+    const headers = upstreamRequestHeaders(req.rawHeaders, {
+      hostHeader,
+      clientIp: this.#clientIp(req),
+      publicHost: hostValue!,
+      requestId: rec.id,
+      trusted: this.#trusted(state, req),
+      upgrade: req.headers.upgrade ?? 'websocket',
+    });
+    proxyWebSocket({
+      req,
+      socket,
+      head,
+      target,
+      tls: state.upstreamTls.get(match.route.name),
+      lookup: guard ? guardedLookup : undefined,
+      path: target.basePath + path + query,
+      headers,
+      connectTimeout: match.route.config.upstream.timeouts.connect,
+      readTimeout: match.route.config.upstream.timeouts.read,
+      requestId: rec.id,
+      onRefuse: refuse,
+      onDone: (status, bytesIn, bytesOut) => {
+        rec.status = status;
+        rec.bytesIn = bytesIn;
+        rec.bytesOut = bytesOut;
+        this.#logUpgrade(state, rec);
+      },
+    });
+  };
+
+  #logUpgrade(state: ProxyState, rec: RequestRecord): void {
+    const route = rec.route ?? '(none)';
+    this.#requests.inc({ route, status: String(rec.status) });
+    if (!state.accessLog) return;
+    this.#o.log.line(
+      JSON.stringify({
+        time: new Date().toISOString(),
+        event: 'upgrade',
+        id: rec.id,
+        route: rec.route,
+        host: rec.host,
+        path: rec.path,
+        subject: rec.subject,
+        decision: rec.decision,
+        reason: rec.reason,
+        code: rec.code,
+        status: rec.status,
+        bytesIn: rec.bytesIn,
+        bytesOut: rec.bytesOut,
+        totalMs: Math.round((performance.now() - rec.started) * 10) / 10,
+      }),
+    );
+  }
+
+  // ---------------------------------------------------------------- CONNECT
+
+  /**
+   * CONNECT on the TLS front door. `route-host:443` (or the front door's own port) goes into the front door
+   * itself; `alias:443` of a route with an https upstream becomes a byte tunnel to that upstream once the
+   * decision allows it; anything else is refused: Gatehouse is never an open proxy.
+   */
+  readonly handleConnect = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    const state = this.#o.state();
+    const rec = this.#record(req);
+    rec.proxy = 'connect';
+    socket.on('error', () => socket.destroy());
+    const refuse = (code: ErrorCode, message: string): void => {
+      rec.code = code;
+      rec.reason ??= message;
+      rec.status = errorStatus[code];
+      if (rec.decision === undefined && rec.status === 403) rec.decision = 'deny';
+      socket.end(rawErrorResponse({ code, message, requestId: rec.id, route: rec.route }));
+      this.#logUpgrade(state, rec);
+    };
+    const dest = parseConnectTarget(req.url);
+    if (!dest) return refuse('ERR_BAD_REQUEST', 'CONNECT needs HOST:PORT');
+    rec.host = dest.host;
+    const found = state.routes.matchDestination(dest.host);
+    if (!found || found.match.route.config.tcp) {
+      return refuse('ERR_PROXY_DESTINATION_FORBIDDEN', `${dest.host}:${dest.port} is not a published route; Gatehouse is not an open proxy`);
+    }
+    const match = found.match;
+    rec.route = match.route.name;
+    if (!found.byAlias) {
+      if (dest.port !== 443 && dest.port !== state.publicPort) {
+        return refuse('ERR_PROXY_DESTINATION_FORBIDDEN', `CONNECT to ${dest.host} is only allowed on port 443`);
+      }
+      rec.decision = 'allow';
+      rec.reason = 'into the front door';
+      rec.status = 200;
+      this.#logUpgrade(state, rec);
+      this.tunnelIntoFrontDoor(socket, head, this.#clientIp(req));
+      return;
+    }
+    // an alias: only a byte tunnel to an https upstream, after the decision
+    const target = match.target;
+    if (!target || target.protocol !== 'https:' || dest.port !== 443) {
+      return refuse(
+        'ERR_PROXY_DESTINATION_FORBIDDEN',
+        `CONNECT ${dest.host}:${dest.port} is not allowed: only port 443 of an alias whose route has an https upstream can be tunnelled`,
+      );
+    }
+    const decision = this.#decide(state, req, rec, match, '/');
+    if (!decision.allow) return refuse(decision.code, decision.reason);
+    const upstream = netConnect({ host: target.hostname, port: target.port });
+    const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), match.route.config.upstream.timeouts.connect);
+    upstream.once('connect', () => {
+      clearTimeout(timer);
+      socket.write(`HTTP/1.1 200 Connection Established\r\nx-request-id: ${rec.id}\r\n\r\n`);
+      if (head.length) upstream.write(head);
+      socket.pipe(upstream).pipe(socket);
+      rec.status = 200;
+    });
+    upstream.on('error', () => {
+      clearTimeout(timer);
+      if (rec.status === 200) socket.destroy();
+      else refuse('ERR_UPSTREAM_UNREACHABLE', 'the upstream refused the connection');
+    });
+    upstream.on('close', () => socket.destroy());
+    socket.on('close', () => {
+      upstream.destroy();
+      if (rec.status === 200) this.#logUpgrade(state, rec);
+    });
+  };
+
+  /** Answers a CONNECT with 200 and runs TLS (Gatehouse's own front door) inside the tunnel. */
+  tunnelIntoFrontDoor(socket: Duplex, head: Buffer, clientIp: string): void {
+    socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
+    if (head.length) socket.unshift(head);
+    tunnelledFrom.set(socket, clientIp);
+    this.#o.acceptTls(socket);
+  }
+
+  /** Remembers the client address of a TLS socket that runs inside a CONNECT tunnel. */
+  static noteTunnelled(inner: object, outer: object): void {
+    const ip = tunnelledFrom.get(outer);
+    if (ip !== undefined) tunnelledFrom.set(inner, ip);
+  }
+
+  // ---------------------------------------------------------------- unparsable requests
+
+  /** Node's parser refused the request: answer 400 or 431 with our headers, never forward anything. */
+  readonly handleClientError = (err: NodeJS.ErrnoException, socket: Duplex): void => {
+    if (err.code === 'ECONNRESET' || !socket.writable) {
+      socket.destroy();
+      return;
+    }
+    const code: ErrorCode = err.code === 'HPE_HEADER_OVERFLOW' ? 'ERR_HEADERS_TOO_LARGE' : 'ERR_BAD_REQUEST';
+    const id = nextRequestId();
+    const message =
+      code === 'ERR_HEADERS_TOO_LARGE' ? 'the request headers are too large' : `the request could not be parsed safely (${err.code ?? 'error'})`;
+    socket.end(rawErrorResponse({ code, message, requestId: id }));
+    const state = this.#o.state();
+    this.#requests.inc({ route: '(none)', status: String(errorStatus[code]) });
+    if (state.accessLog) {
+      this.#o.log.line(
+        JSON.stringify({ time: new Date().toISOString(), event: 'request', id, code, status: errorStatus[code], reason: message }),
+      );
+    }
+  };
+}
+
+export function parseConnectTarget(target: string | undefined): { host: string; port: number } | undefined {
+  if (!target) return undefined;
+  const m = /^(.+):(\d{1,5})$/.exec(target);
+  if (!m) return undefined;
+  const host = parseHost(m[1]);
+  const port = Number(m[2]);
+  if (!host || host.port !== undefined || port < 1 || port > 65535) return undefined;
+  return { host: host.host, port };
+}
+
+/** A plain-HTTP answer on a raw socket, for the forward proxy. */
+export function rawResponse(status: number, headers: readonly string[], body = ''): string {
+  let head = `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? ''}\r\n`;
+  for (let i = 0; i < headers.length; i += 2) head += `${headers[i]}: ${headers[i + 1]}\r\n`;
+  return `${head}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`;
+}

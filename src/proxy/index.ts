@@ -1,0 +1,10 @@
+export { FrontDoor, parseHost, clientAddress, type FrontDoorOptions } from './front-door.ts';
+export { redirectToHttps, forwardProxy } from './plain-listeners.ts';
+export { RouteTable, parseUpstream, type CompiledRoute, type RouteMatch, type UpstreamTarget } from './route-table.ts';
+export { UpstreamPool, isForbiddenAddress, type UpstreamTls } from './upstream-pool.ts';
+export { normalizePath, splitTarget } from './normalize-path.ts';
+export { renderPac } from './pac.ts';
+export { rewriteUrl, rewriteResponseHeaders } from './rewrite-redirects.ts';
+export { upstreamRequestHeaders, clientResponseHeaders } from './headers.ts';
+export { sendError, escapeHtml } from './error-page.ts';
+export type { ProxyState } from './proxy-state.ts';

@@ -1,0 +1,23 @@
+/**
+ * What the proxy reads from the current configuration. It is immutable: a reload builds a new one beside
+ * the old and swaps it; a request reads it once and keeps it.
+ */
+import type { BlockList } from 'node:net';
+import type { ClientCertificates } from '../authn/index.ts';
+import type { RouteTable } from './route-table.ts';
+import type { UpstreamTls } from './upstream-pool.ts';
+
+export interface ProxyState {
+  readonly generation: number;
+  readonly authHost: string;
+  /** the port clients use for the TLS front door (443 in production) */
+  readonly publicPort: number;
+  readonly routes: RouteTable;
+  /** per route name: upstream TLS settings with the CA already read */
+  readonly upstreamTls: ReadonlyMap<string, UpstreamTls>;
+  readonly trustedProxies: BlockList;
+  readonly certificates: ClientCertificates;
+  readonly loginAvailable: boolean;
+  readonly pac: string;
+  readonly accessLog: boolean;
+}
