@@ -117,7 +117,7 @@ const storeSchema = z
       })
       .optional(),
   })
-  .refine((s) => !(s.sqlite && s.etcd), { message: 'choose one store: sqlite or etcd, not both' })
+  .refine((s) => !s.sqlite !== !s.etcd, { message: 'choose exactly one store: sqlite or etcd' })
   .default({ sqlite: { path: './data/gatehouse.db' } });
 
 const identitySchema = z
