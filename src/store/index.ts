@@ -1,0 +1,14 @@
+export type {
+  DeleteOptions,
+  ListOptions,
+  PutOptions,
+  Store,
+  StoreChange,
+  StoreOp,
+  StoreRecord,
+  StoreResync,
+  StoreWatcher,
+} from './store.ts';
+export { newId, idTime } from './id.ts';
+export { openStore, type StoreConfig } from './open.ts';
+export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './sqlite/sqlite-store.ts';
