@@ -2,6 +2,7 @@
  * One Gatehouse process: its listeners, its current state and the swap on reload. In a cluster every worker
  * runs one of these and the primary coordinates reloads; with one worker it runs alone.
  */
+import cluster from 'node:cluster';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -106,7 +107,10 @@ export class Gatehouse {
     this.#https.on('upgrade', this.#frontDoor.handleUpgrade);
     this.#https.on('connect', this.#frontDoor.handleConnect);
     this.#https.on('clientError', this.#frontDoor.handleClientError);
+    const connections = this.metrics.counter('gatehouse_tls_connections_total', 'TLS connections accepted, by worker and session resumption');
+    const worker = String(cluster.worker?.id ?? 0);
     this.#https.on('secureConnection', (socket) => {
+      connections.inc({ worker, resumed: socket.isSessionReused() ? 'true' : 'false' });
       const parent = (socket as unknown as { _parent?: object | null })._parent;
       if (parent) FrontDoor.noteTunnelled(socket, parent);
     });

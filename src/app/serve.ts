@@ -98,7 +98,7 @@ function processMetrics(): MetricSnapshot {
     name: 'gatehouse_process_resident_memory_bytes',
     help: 'Resident memory of the Gatehouse processes',
     type: 'gauge',
-    values: { '': mem.rss },
+    values: { [`worker="${cluster.worker?.id ?? 0}"`]: mem.rss },
   };
 }
 

@@ -6,6 +6,7 @@
  */
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import type { CertificateFacts, CertificateStatus } from '../policy/index.ts';
+import { canonicalSerialFromNode } from '../pki/index.ts';
 
 /** Revocation by issuer and serial, as loaded from CRLs (and, later, the internal CA). */
 export interface RevocationSource {
@@ -27,11 +28,6 @@ const verifyErrors: Record<string, CertificateStatus> = {
   CERT_REJECTED: 'untrusted',
 };
 
-/** Canonical serial: upper-case hex without leading zeros or colons. */
-export function canonicalSerial(serial: string): string {
-  const hex = serial.replace(/[^0-9a-fA-F]/g, '').toUpperCase().replace(/^0+(?=.)/, '');
-  return hex || '0';
-}
 
 /** Subject (or issuer) fields as arrays of values, keyed by short name. */
 export function subjectFields(name: Record<string, string | string[]> | undefined): Record<string, string[]> {
@@ -100,7 +96,7 @@ export class ClientCertificates {
       status,
       subject,
       subjectDn: formatDn(subject),
-      serial: canonicalSerial(peer.serialNumber),
+      serial: canonicalSerialFromNode(peer.serialNumber),
       ...(err && status !== 'untrusted' && status !== 'expired' ? { detail: err } : {}),
     };
     return {

@@ -1,6 +1,5 @@
 export {
   ClientCertificates,
-  canonicalSerial,
   subjectFields,
   nameKey,
   formatDn,

@@ -5,9 +5,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
-import { parseCrl } from '../pki/crl.ts';
+import { normaliseSerial, parseCrl } from '../pki/index.ts';
 import { messageOf, type Logger } from '../core/index.ts';
-import { canonicalSerial, nameKey, type RevocationSource } from './client-certificate.ts';
+import { nameKey, type RevocationSource } from './client-certificate.ts';
 
 /** Parses an OpenSSL-style multi-line DN ("CN=a\nOU=b") into fields. */
 export function dnFields(dn: string): Record<string, string[]> {
@@ -102,7 +102,7 @@ export class RevocationLists implements RevocationSource {
       }
     }
     if (!issuerKey) throw new Error(`the CRL ${source} is not signed by any trusted CA`);
-    this.#loaded.set(source, { issuerKey, revoked: new Set([...crl.revoked].map(canonicalSerial)) });
+    this.#loaded.set(source, { issuerKey, revoked: new Set([...crl.revoked].map(normaliseSerial)) });
   }
 
   #rebuild(): void {

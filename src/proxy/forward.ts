@@ -31,6 +31,7 @@ export interface ForwardRequest {
   readonly rewrite: { readonly names: ReadonlySet<string>; readonly publicHost: string } | undefined;
 }
 
+/** Filled in as the exchange goes on, so whoever logs the request at its end sees the final numbers. */
 export interface ForwardResult {
   /** the status sent to the client (0 when nothing was sent) */
   status: number;
@@ -81,16 +82,19 @@ export function classifyUpstreamError(err: unknown): { code: ErrorCode; message:
 
 /**
  * Sends `fr` upstream and the answer back on `res`. `onError` renders an error when nothing has been sent
- * yet; `done` is called once with the outcome.
+ * yet; `result` is updated as bytes flow.
  */
+export function newForwardResult(): ForwardResult {
+  return { status: 0, code: undefined, message: undefined, bytesIn: 0, bytesOut: 0, upstreamMs: 0 };
+}
+
 export function forward(
   req: IncomingMessage,
   res: ServerResponse,
   fr: ForwardRequest,
   onError: (code: ErrorCode, message: string, closeConnection: boolean) => void,
-  done: (result: ForwardResult) => void,
+  result: ForwardResult,
 ): void {
-  const result: ForwardResult = { status: 0, code: undefined, message: undefined, bytesIn: 0, bytesOut: 0, upstreamMs: 0 };
   const started = performance.now();
   const contentLength = req.headers['content-length'];
   if (contentLength !== undefined && Number(contentLength) > fr.maxBodySize) {
@@ -112,7 +116,6 @@ export function forward(
     finished = true;
     if (sendTimer) clearTimeout(sendTimer);
     if (connectTimer) clearTimeout(connectTimer);
-    done(result);
   }
 
   function fail(code: ErrorCode, message: string, closeConnection: boolean): void {

@@ -14,7 +14,7 @@ import type { ProxyState } from './proxy-state.ts';
 import type { RouteMatch } from './route-table.ts';
 import { normalizePath, splitTarget } from './normalize-path.ts';
 import { upstreamRequestHeaders } from './headers.ts';
-import { forward, type ForwardResult } from './forward.ts';
+import { forward, newForwardResult, type ForwardResult } from './forward.ts';
 import { guardedLookup, isForbiddenAddress, type UpstreamPool } from './upstream-pool.ts';
 import { rawErrorResponse, sendError, wantsJson } from './error-page.ts';
 import { proxyWebSocket } from './upgrade.ts';
@@ -40,6 +40,13 @@ export function parseHost(value: string | undefined): { host: string; port: numb
   return { host, port };
 }
 
+/** The Host header's value; undefined when there is none or more than one (RFC 9112 §3.2: both are 400). */
+export function singleHost(req: IncomingMessage): string | undefined {
+  let count = 0;
+  for (let i = 0; i < req.rawHeaders.length; i += 2) if (req.rawHeaders[i]!.length === 4 && req.rawHeaders[i]!.toLowerCase() === 'host') count++;
+  return count === 1 ? req.headers.host : undefined;
+}
+
 /** The peer's address, IPv4-mapped IPv6 unwrapped. */
 export function clientAddress(socket: Socket | undefined): string {
   const a = socket?.remoteAddress ?? '';
@@ -62,6 +69,7 @@ interface RequestRecord {
   bytesOut: number;
   upstreamMs: number | undefined;
   proxy: 'absolute' | 'connect' | undefined;
+  forwarded: ForwardResult | undefined;
 }
 
 /** The real client address of a connection that came in through CONNECT (inner TLS over the outer socket). */
@@ -114,6 +122,7 @@ export class FrontDoor {
       bytesOut: 0,
       upstreamMs: undefined,
       proxy: undefined,
+      forwarded: undefined,
     };
   }
 
@@ -123,8 +132,8 @@ export class FrontDoor {
       if (/^https?:\/\//i.test(url)) return this.#absoluteForm(state, req, res, rec, url);
       return this.#refuse(req, res, rec, 'ERR_BAD_REQUEST', 'the request target must be a path');
     }
-    const host = parseHost(req.headers.host);
-    if (!host) return this.#refuse(req, res, rec, 'ERR_BAD_REQUEST', 'the Host header is missing or malformed');
+    const host = parseHost(singleHost(req));
+    if (!host) return this.#refuse(req, res, rec, 'ERR_BAD_REQUEST', 'the Host header is missing, repeated or malformed');
     rec.host = host.host;
     const sni = (req.socket as TLSSocket).servername;
     if (typeof sni === 'string' && sni.toLowerCase() !== host.host) {
@@ -221,12 +230,13 @@ export class FrontDoor {
       trusted: this.#trusted(state, req),
     });
     const tls = state.upstreamTls.get(route.name);
+    rec.forwarded = newForwardResult();
     forward(
       req,
       res,
       {
         target,
-        agent: this.#o.pool.agentFor(target, tls),
+        agent: this.#o.pool.agentFor(target, tls, guard),
         lookup: guard ? guardedLookup : undefined,
         method: rec.method,
         path: target.basePath + pathAndQuery,
@@ -237,15 +247,7 @@ export class FrontDoor {
         rewrite: rewrite && upstream.rewriteRedirects ? { names: match.upstreamNames, publicHost } : undefined,
       },
       (code, message, close) => this.#refuse(req, res, rec, code, message, route.name, close),
-      (r: ForwardResult) => {
-        rec.bytesIn = r.bytesIn;
-        rec.bytesOut = r.bytesOut;
-        rec.upstreamMs = r.upstreamMs;
-        if (r.code) {
-          rec.code = r.code;
-          if (r.code !== 'ERR_CLIENT_CLOSED') this.#upstreamErrors.inc({ route: route.name, code: r.code });
-        }
-      },
+      rec.forwarded,
     );
   }
 
@@ -306,6 +308,16 @@ export class FrontDoor {
 
   #finish(state: ProxyState, rec: RequestRecord, res: ServerResponse): void {
     rec.status = res.headersSent ? res.statusCode : 0;
+    const f = rec.forwarded;
+    if (f) {
+      rec.bytesIn = f.bytesIn;
+      rec.bytesOut = f.bytesOut;
+      rec.upstreamMs = f.upstreamMs || undefined;
+      if (f.code) {
+        rec.code = f.code;
+        if (f.code !== 'ERR_CLIENT_CLOSED') this.#upstreamErrors.inc({ route: rec.route ?? '(none)', code: f.code });
+      }
+    }
     const totalMs = performance.now() - rec.started;
     const route = rec.route ?? '(none)';
     this.#requests.inc({ route, status: String(rec.status) });
@@ -348,7 +360,7 @@ export class FrontDoor {
       this.#logUpgrade(state, rec);
     };
     const url = req.url ?? '';
-    let hostValue = req.headers.host;
+    let hostValue = singleHost(req);
     let pathAndQuery = url;
     let rewrite = true;
     if (/^https?:\/\//i.test(url)) {

@@ -3,3 +3,6 @@ export { TestCa, type CertFiles } from './certs.ts';
 export { startEcho, startHttpsEcho, deadPort, type Backend, type Received } from './backends.ts';
 export { startGatehouse, type RunningGatehouse } from './gatehouse.ts';
 export { curl, type CurlResult } from './curl.ts';
+export { startServe, runCli, listeningPort, type ServeProcess } from './serve-process.ts';
+export { startBackend, echoJson, waitFor, frontDoor, send, headerValues, rawExchange, type ScriptedBackend, type SeenRequest, type BackendHandler, type Answer, type RawAnswer } from './wire.ts';
+export { parseRawResponse, connectPlain, connectTls, readToEnd, exchange, openTunnel, startSentinel, startFileServer, type RawResponse, type TlsProbeOptions, type Sentinel, type FileServer } from './probes.ts';
