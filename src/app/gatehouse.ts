@@ -8,7 +8,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer } from 'n
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatListen, messageOf, Registry, type ListenAddress, type Logger } from '../core/index.ts';
-import { formatProblems, loadConfig, type Config } from '../config/index.ts';
+import { formatProblems, loadConfig, locateProblems, type Config } from '../config/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { FrontDoor, UpstreamPool, forwardProxy, redirectToHttps } from '../proxy/index.ts';
 import { buildState, withPublicPort, StateBuildError, type AppState } from './state.ts';
@@ -56,9 +56,7 @@ export async function loadState(
   try {
     return { ok: true, state: await buildState(loaded.config, options) };
   } catch (err) {
-    if (err instanceof StateBuildError) {
-      return { ok: false, problems: err.problems.map((p) => `${file}: ${p.path}: ${p.message}`).join('\n') };
-    }
+    if (err instanceof StateBuildError) return { ok: false, problems: formatProblems(await locateProblems(file, err.problems)) };
     return { ok: false, problems: `${file}: ${messageOf(err)}` };
   }
 }
@@ -123,7 +121,7 @@ export class Gatehouse {
   static async start(options: GatehouseOptions): Promise<Gatehouse> {
     const loaded = await loadState(options.configFile, { log: options.log });
     if (!loaded.ok) {
-      throw new StateBuildError([{ path: '(config)', message: `the configuration is not valid:\n${loaded.problems}` }]);
+      throw new StateBuildError([{ path: [], message: `the configuration is not valid:\n${loaded.problems}` }]);
     }
     const store = await openStore(loaded.state.config.store, '.');
     const g = new Gatehouse(options, loaded.state, store);

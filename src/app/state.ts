@@ -7,7 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { BlockList, isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { GatehouseError, messageOf, type Logger } from '../core/index.ts';
-import type { Config } from '../config/index.ts';
+import type { Config, ConfigPath, PathProblem } from '../config/index.ts';
 import { ClientCertificates, RevocationLists, splitPemCertificates } from '../authn/index.ts';
 import { RouteTable, renderPac, type ProxyState, type UpstreamTls } from '../proxy/index.ts';
 
@@ -26,20 +26,17 @@ export interface AppState {
   readonly revocation: RevocationLists;
 }
 
-export interface BuildProblem {
-  readonly path: string;
-  readonly message: string;
-}
+export type BuildProblem = PathProblem;
 
 export class StateBuildError extends GatehouseError {
   constructor(readonly problems: readonly BuildProblem[]) {
-    super('ERR_CONFIG_INVALID', problems.map((p) => `${p.path}: ${p.message}`).join('; '));
+    super('ERR_CONFIG_INVALID', problems.map((p) => `${p.path.join('.')}: ${p.message}`).join('; '));
   }
 }
 
 let generation = 0;
 
-async function read(path: string, what: string, problems: BuildProblem[], at: string): Promise<string> {
+async function read(path: string, what: string, problems: BuildProblem[], at: ConfigPath): Promise<string> {
   try {
     return await readFile(path, 'utf8');
   } catch (err) {
@@ -67,15 +64,15 @@ export async function buildState(
   const problems: BuildProblem[] = [];
   const tlsConfig = config.server.tls;
   if (!tlsConfig) {
-    problems.push({ path: 'server.tls', message: 'a server certificate is required (cert and key)' });
+    problems.push({ path: ['server'], message: 'tls: a server certificate is required (cert and key)' });
   }
-  const cert = tlsConfig ? await read(tlsConfig.cert, 'certificate', problems, 'server.tls.cert') : '';
-  const key = tlsConfig ? await read(tlsConfig.key, 'key', problems, 'server.tls.key') : '';
+  const cert = tlsConfig ? await read(tlsConfig.cert, 'certificate', problems, ['server', 'tls', 'cert']) : '';
+  const key = tlsConfig ? await read(tlsConfig.key, 'key', problems, ['server', 'tls', 'key']) : '';
   if (cert && key) {
     try {
       createSecureContext({ cert, key });
     } catch (err) {
-      problems.push({ path: 'server.tls', message: `the certificate and key do not form a usable pair: ${messageOf(err)}` });
+      problems.push({ path: ['server', 'tls'], message: `the certificate and key do not form a usable pair: ${messageOf(err)}` });
     }
   }
 
@@ -84,10 +81,10 @@ export async function buildState(
   for (let i = 0; i < trust.length; i++) {
     const entry = trust[i]!;
     if (entry === 'internal') continue; // the internal CA joins when it exists
-    const pem = await read(entry, 'CA file', problems, `identity.certificates.trust[${i}]`);
+    const pem = await read(entry, 'CA file', problems, ['identity', 'certificates', 'trust', i]);
     if (!pem) continue;
     const certs = splitPemCertificates(pem);
-    if (certs.length === 0) problems.push({ path: `identity.certificates.trust[${i}]`, message: `${entry} holds no PEM certificate` });
+    if (certs.length === 0) problems.push({ path: ['identity', 'certificates', 'trust', i], message: `${entry} holds no PEM certificate` });
     clientCas.push(...certs);
   }
 
@@ -95,7 +92,7 @@ export async function buildState(
   for (let i = 0; i < config.routes.length; i++) {
     const r = config.routes[i]!;
     const t = r.upstream.tls;
-    const ca = t.ca ? await read(t.ca, 'upstream CA file', problems, `routes[${i}].upstream.tls.ca`) : undefined;
+    const ca = t.ca ? await read(t.ca, 'upstream CA file', problems, ['routes', i, 'upstream', 'tls', 'ca']) : undefined;
     upstreamTls.set(r.name, { ca: ca || undefined, serverName: t.serverName, insecureSkipVerify: t.insecureSkipVerify });
   }
 
@@ -109,7 +106,7 @@ export async function buildState(
     try {
       await revocation.start();
     } catch (err) {
-      problems.push({ path: 'identity.certificates.crl', message: messageOf(err) });
+      problems.push({ path: ['identity', 'certificates', 'crl'], message: messageOf(err) });
     }
   }
   if (problems.length > 0) {

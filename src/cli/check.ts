@@ -1,6 +1,5 @@
-import { loadConfig, formatProblems } from '../config/index.ts';
+import { loadConfig, formatProblems, locateProblems } from '../config/index.ts';
 import { buildState, StateBuildError } from '../app/index.ts';
-import { messageOf } from '../core/index.ts';
 
 /**
  * `gatehouse check`: the same path as `serve` without listening: the file is loaded and validated, and
@@ -16,9 +15,8 @@ export async function runCheck(file: string): Promise<number> {
     const state = await buildState(loaded.config);
     state.revocation.close();
   } catch (err) {
-    const lines =
-      err instanceof StateBuildError ? err.problems.map((p) => `${file}:1:1: ${p.path}: ${p.message}`) : [`${file}:1:1: ${messageOf(err)}`];
-    process.stdout.write(lines.join('\n') + '\n');
+    if (!(err instanceof StateBuildError)) throw err;
+    process.stdout.write(formatProblems(await locateProblems(file, err.problems)) + '\n');
     return 1;
   }
   const routes = loaded.config.routes.length;

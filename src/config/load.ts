@@ -128,3 +128,23 @@ export function deepFreeze<T>(value: T): T {
   }
   return value;
 }
+
+/**
+ * Gives positions to problems found after loading (a certificate that does not parse, a CRL that is not
+ * signed by a trusted CA…), so `check` reports them as `FILE:LINE:COL: message` like every other problem.
+ */
+export async function locateProblems(file: string, found: readonly PathProblem[]): Promise<Problem[]> {
+  let text = '';
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    // the file is gone since it was loaded: report at its start
+  }
+  const { source } = YamlSource.parse(text);
+  return found
+    .map((p) => {
+      const pos = source.positionOf(p.path, p.at);
+      return { file, line: pos.line, col: pos.col, message: `${formatPath(p.path)}: ${p.message}` };
+    })
+    .sort(compareProblems);
+}
