@@ -24,8 +24,12 @@ function port(address: string | undefined): number | undefined {
   return address ? Number(address.slice(address.lastIndexOf(':') + 1)) : undefined;
 }
 
-export async function startGatehouse(dir: string, config: Record<string, unknown>): Promise<RunningGatehouse> {
-  const configFile = join(dir, 'gatehouse.yaml');
+export async function startGatehouse(
+  dir: string,
+  config: Record<string, unknown>,
+  options: { ticketKeys?: Buffer; name?: string } = {},
+): Promise<RunningGatehouse> {
+  const configFile = join(dir, options.name ?? 'gatehouse.yaml');
   const write = (c: unknown) => writeFileSync(configFile, stringify(c));
   write(config);
   const lines: Record<string, unknown>[] = [];
@@ -36,7 +40,7 @@ export async function startGatehouse(dir: string, config: Record<string, unknown
       },
     },
   });
-  const g = await Gatehouse.start({ configFile, log });
+  const g = await Gatehouse.start({ configFile, log, ...(options.ticketKeys ? { ticketKeys: options.ticketKeys } : {}) });
   return {
     g,
     configFile,
