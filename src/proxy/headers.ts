@@ -77,7 +77,8 @@ export function upstreamRequestHeaders(raw: readonly string[], o: UpstreamHeader
     const name = raw[i]!;
     const lower = name.toLowerCase();
     if (lower === 'host') continue;
-    if (hopByHop.has(lower) || named?.has(lower)) continue;
+    // Content-Length is the message framing: a Connection header naming it must not strip it (that would smuggle the body as a request)
+    if (hopByHop.has(lower) || (named?.has(lower) && lower !== 'content-length')) continue;
     if (lower.startsWith('x-gatehouse-')) continue; // identity headers come only from Gatehouse
     if (spoofable.has(lower)) {
       if (!o.trusted) continue;

@@ -18,8 +18,10 @@ export function rewriteUrl(url: string, names: ReadonlySet<string>, publicOrigin
   const at = authority.lastIndexOf('@');
   const hostPort = at >= 0 ? authority.slice(at + 1) : authority;
   const host = hostOf(hostPort);
-  const port = hostPort.length > host.length ? hostPort.slice(host.length + 1) : scheme === 'https' ? '443' : '80';
-  if (names.has(hostPort) || names.has(`${host}:${port}`)) {
+  const defaultPort = scheme === 'https' ? '443' : '80';
+  const port = hostPort.length > host.length ? hostPort.slice(host.length + 1) : defaultPort;
+  // an explicit default port names the same place as none (an alias is a bare host name)
+  if (names.has(hostPort) || names.has(`${host}:${port}`) || (port === defaultPort && names.has(host))) {
     return publicOrigin + (rest === '' ? '/' : rest);
   }
   return undefined;

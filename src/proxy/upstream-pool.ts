@@ -21,12 +21,22 @@ function ipv4Forbidden(a: string): boolean {
   return x === 127 || x === 0 || (x === 169 && y === 254);
 }
 
+/** The one canonical text of an IPv6 address (RFC 5952, as URLs write it): `0:0::1` → `::1`; a zone id is dropped. */
+function canonicalIpv6(address: string): string {
+  const bare = address.split('%')[0]!;
+  try {
+    return new URL(`http://[${bare}]/`).hostname.slice(1, -1);
+  } catch {
+    return bare.toLowerCase();
+  }
+}
+
 /** Loopback, unspecified and link-local addresses, in any notation (IPv4-mapped IPv6 included). */
 export function isForbiddenAddress(address: string): boolean {
   const family = isIP(address);
   if (family === 4) return ipv4Forbidden(address);
   if (family !== 6) return true;
-  const a = address.toLowerCase();
+  const a = canonicalIpv6(address);
   if (a === '::1' || a === '::' || a === '0:0:0:0:0:0:0:1' || a === '0:0:0:0:0:0:0:0') return true;
   if (/^fe[89ab][0-9a-f]:/.test(a)) return true;
   const mapped = /^(?:0:0:0:0:0|):ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a) ?? /^::ffff:(\d+\.\d+\.\d+\.\d+)$/.exec(a);
@@ -62,13 +72,20 @@ export const guardedLookup: LookupFunction = (hostname, options, callback) => {
 export class UpstreamPool {
   readonly #agents = new Map<string, HttpAgent>();
 
-  agentFor(target: UpstreamTarget, tls: UpstreamTls | undefined): HttpAgent {
-    const key = target.protocol === 'https:'
+  /**
+   * `guarded`: the connection must not reach a loopback or link-local address. Guarded agents never share
+   * pooled sockets with unguarded ones (a socket another route opened to localhost must not be reused).
+   */
+  agentFor(target: UpstreamTarget, tls: UpstreamTls | undefined, guarded = false): HttpAgent {
+    const key = (target.protocol === 'https:'
       ? `${target.origin}|${tls?.serverName ?? ''}|${tls?.insecureSkipVerify ? 1 : 0}|${tls?.ca ?? ''}`
-      : target.origin;
+      : target.origin) + (guarded ? '|guarded' : '');
     let agent = this.#agents.get(key);
     if (!agent) {
-      const common = { keepAlive: true, keepAliveMsecs: 30_000, maxSockets: Infinity, maxFreeSockets: 512, scheduling: 'lifo' as const };
+      const common = {
+        keepAlive: true, keepAliveMsecs: 30_000, maxSockets: Infinity, maxFreeSockets: 512, scheduling: 'lifo' as const,
+        ...(guarded ? { lookup: guardedLookup } : {}),
+      };
       agent =
         target.protocol === 'https:'
           ? new HttpsAgent({
