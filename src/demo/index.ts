@@ -1,0 +1,21 @@
+/** The embedded demo: sample backends and the files and configuration `gatehouse demo` runs on. */
+export {
+  startSampleBackends,
+  startEchoApp,
+  startRedirectApp,
+  startWebSocketEcho,
+  type SampleBackend,
+  type SampleBackends,
+  type SampleBackendName,
+} from './backends.ts';
+export {
+  prepareDemoFiles,
+  writeDemoConfig,
+  demoRoutes,
+  routeHost,
+  serverNames,
+  authHost,
+  clientSubject,
+  type DemoFiles,
+  type DemoRoute,
+} from './setup.ts';
