@@ -3,6 +3,7 @@
  * or after (rendering the answer and the log line).
  */
 import type { ErrorCode } from '../core/index.ts';
+import type { CompiledRoute } from './compiled-policy.ts';
 
 export type AuthMode = 'login' | 'certificate' | 'login+certificate' | 'public';
 
@@ -21,6 +22,7 @@ export interface CertificateFacts {
   readonly detail?: string;
 }
 
+/** A route as configured (the shape of `routes[]` in the file). `evaluate` compiles it on first use, without role grants. */
 export interface RouteRules {
   readonly name: string;
   readonly auth: AuthMode;
@@ -32,16 +34,66 @@ export interface RouteRules {
   };
 }
 
+/** The signed-in user, as the session says. */
+export interface UserFacts {
+  /** compared case-insensitively */
+  readonly email: string;
+  /** IdP groups */
+  readonly groups: readonly string[];
+  /** the roles the user holds: `CompiledPolicy.rolesFor(email, groups, rolesFromStore)` */
+  readonly roles: readonly string[];
+  readonly disabled?: boolean;
+}
+
+/** What is known about the user a client certificate was issued to (`CertificateFacts.user`). */
+export interface CertificateUserFacts {
+  /** `CompiledPolicy.rolesFor(certificate.user, [], rolesFromStore)` */
+  readonly roles: readonly string[];
+  readonly disabled?: boolean;
+}
+
+/**
+ * Everything a decision needs. Every optional fact fails closed when left out: no user is "not signed in",
+ * no admins is "nobody is a root admin", a route given as configuration has no role grants.
+ */
 export interface Facts {
-  readonly route: RouteRules;
+  /** the route's compiled rules (`CompiledPolicy.route(name)`), or its configuration (allow lists only) */
+  readonly route: CompiledRoute | RouteRules;
+  /** compared upper-case */
   readonly method: string;
-  /** normalised path */
+  /** the NORMALISED path (no query): `evaluate` does not normalise; the proxy does, once, and forwards the same path */
   readonly path: string;
   readonly certificate: CertificateFacts;
   /** whether sign-in is configured at all */
   readonly loginAvailable: boolean;
+  /** the signed-in user; undefined = not signed in */
+  readonly user?: UserFacts;
+  /** root administrators (lower-case emails) */
+  readonly admins?: ReadonlySet<string>;
+  /** roles and status of `certificate.user`, for `auth: certificate` routes */
+  readonly certificateUser?: CertificateUserFacts;
 }
 
-export type Decision =
-  | { readonly allow: true; readonly rule: string }
-  | { readonly allow: false; readonly code: ErrorCode; readonly reason: string };
+export interface Allow {
+  readonly allow: true;
+  readonly rule: string;
+}
+
+export interface Deny {
+  readonly allow: false;
+  readonly code: ErrorCode;
+  readonly reason: string;
+}
+
+export type Decision = Allow | Deny;
+
+/** One rule `explain` looked at, in order, and whether it matched (for auth checks: whether it passed). */
+export interface Consideration {
+  readonly rule: string;
+  readonly matched: boolean;
+}
+
+export interface Explanation {
+  readonly decision: Decision;
+  readonly considered: readonly Consideration[];
+}

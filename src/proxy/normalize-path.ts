@@ -66,10 +66,18 @@ function canonicalEscapes(path: string): string | undefined {
   return out;
 }
 
+/** Dot segments that appear once encoded slashes (or backslashes) are read as separators. */
+const hiddenDotSegment = /(?:^|\/|%2F|%5C)\.{1,2}(?:$|\/|%2F|%5C)/;
+
 export function normalizePath(rawPath: string): string | undefined {
   if (rawPath.length === 0 || rawPath.charCodeAt(0) !== 0x2f) return undefined;
   const path = canonicalEscapes(rawPath);
   if (path === undefined) return undefined;
+  // `/api/..%2Fadmin`: harmless to us, but an upstream that decodes %2F before resolving dots would serve /admin
+  if ((path.includes('%2F') || path.includes('%5C') || path.includes('\\')) && hiddenDotSegment.test(path.replace(/\\/g, '%5C'))) {
+    const plain = path.replace(/%2F|%5C|\\/g, '/');
+    if (/\/\.{1,2}(?:\/|$)/.test(plain)) return undefined;
+  }
   // fast path: no dot segments and no repeated slashes
   if (!path.includes('//') && !path.includes('/.')) return path;
   const segments = path.split('/');
