@@ -55,10 +55,14 @@ describe('normalizePath', () => {
     same([
       ['/a%2fb', '/a%2Fb'],
       ['/a%2Fb', '/a%2Fb'],
-      // "..%2F" is one segment named "..%2Fadmin", not a climb to the parent
-      ['/api/%2E%2e%2fadmin', '/api/..%2Fadmin'],
-      ['/api/%2e%2e%2F', '/api/..%2F'],
+      ['/a%2F..b', '/a%2F..b'],
     ]);
+  });
+
+  it('refuses dot segments hidden behind encoded slashes or backslashes (an upstream that decodes them first would climb)', () => {
+    for (const raw of ['/api/%2E%2e%2fadmin', '/api/..%2Fadmin', '/api/%2e%2e%2F', '/api%2f..%2fadmin', '/a/..%5Cb', '/a/b%2F..', '/a/.%2Fb', '/a\\..\\b']) {
+      assert.equal(normalizePath(raw), undefined, raw);
+    }
   });
 
   it('decodes unreserved escapes and upper-cases the others', () => {
