@@ -9,9 +9,10 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatListen, messageOf, Registry, type ListenAddress, type Logger } from '../core/index.ts';
 import { formatProblems, loadConfig, locateProblems, type Config } from '../config/index.ts';
-import { openStore, type Store } from '../store/index.ts';
+import { openStore, StoreMirror, type Store } from '../store/index.ts';
+import { AssertionSigner, Keyring, SessionBook } from '../authn/index.ts';
 import { FrontDoor, UpstreamPool, forwardProxy, redirectToHttps } from '../proxy/index.ts';
-import { buildState, withPublicPort, StateBuildError, type AppState } from './state.ts';
+import { buildState, withPublicPort, StateBuildError, type AppState, type Services } from './state.ts';
 
 export interface GatehouseOptions {
   readonly configFile: string;
@@ -49,12 +50,16 @@ function closeServer(server: HttpServer | HttpsServer | undefined): Promise<void
 /** Loads the file and builds its state; the problems are formatted as `FILE:LINE:COL: message` lines. */
 export async function loadState(
   file: string,
-  options: { publicPort?: number; log?: Logger; startRevocation?: boolean } = {},
+  options: { publicPort?: number; log?: Logger; startRevocation?: boolean; services?: Services; config?: Readonly<Config> } = {},
 ): Promise<{ ok: true; state: AppState } | { ok: false; problems: string }> {
-  const loaded = await loadConfig(file);
-  if (!loaded.ok) return { ok: false, problems: formatProblems(loaded.problems) };
+  let config = options.config;
+  if (!config) {
+    const loaded = await loadConfig(file);
+    if (!loaded.ok) return { ok: false, problems: formatProblems(loaded.problems) };
+    config = loaded.config;
+  }
   try {
-    return { ok: true, state: await buildState(loaded.config, options) };
+    return { ok: true, state: await buildState(config, options) };
   } catch (err) {
     if (err instanceof StateBuildError) return { ok: false, problems: formatProblems(await locateProblems(file, err.problems)) };
     return { ok: false, problems: `${file}: ${messageOf(err)}` };
@@ -73,11 +78,15 @@ export class Gatehouse {
   #frontDoor: FrontDoor;
   #addresses: Addresses = { https: '' };
   #draining = false;
+  readonly #services: Services;
+  readonly #mirror: StoreMirror;
 
-  private constructor(options: GatehouseOptions, state: AppState, store: Store) {
+  private constructor(options: GatehouseOptions, state: AppState, store: Store, services: Services, mirror: StoreMirror) {
     this.#o = options;
     this.#state = state;
     this.#store = store;
+    this.#services = services;
+    this.#mirror = mirror;
     const getState = () => this.#state.proxy;
     this.#frontDoor = new FrontDoor({
       state: getState,
@@ -119,19 +128,37 @@ export class Gatehouse {
 
   /** Reads the configuration, opens the store and starts listening. */
   static async start(options: GatehouseOptions): Promise<Gatehouse> {
-    const loaded = await loadState(options.configFile, { log: options.log });
-    if (!loaded.ok) {
-      throw new StateBuildError([{ path: [], message: `the configuration is not valid:\n${loaded.problems}` }]);
-    }
-    const store = await openStore(loaded.state.config.store, '.');
-    const g = new Gatehouse(options, loaded.state, store);
+    const invalid = (problems: string) => new StateBuildError([{ path: [], message: `the configuration is not valid:\n${problems}` }]);
+    const read = await loadConfig(options.configFile);
+    if (!read.ok) throw invalid(formatProblems(read.problems));
+    const config = read.config;
+    const store = await openStore(config.store, '.');
+    let mirror: StoreMirror | undefined;
+    let signer: AssertionSigner | undefined;
     try {
-      await g.#listen();
+      const keyring = await Keyring.open(store, config.identity.secretsKey);
+      mirror = new StoreMirror(store, ['session', 'token']);
+      await mirror.start();
+      const sessions = new SessionBook(store, mirror, keyring, { ttlMs: config.identity.session.ttl, idleMs: config.identity.session.idle });
+      signer = new AssertionSigner({ store, keyring, log: options.log });
+      await signer.start();
+      const services: Services = { sessions, signer, oidcClients: new Map() };
+      const loaded = await loadState(options.configFile, { log: options.log, services, config });
+      if (!loaded.ok) throw invalid(loaded.problems);
+      const g = new Gatehouse(options, loaded.state, store, services, mirror);
+      try {
+        await g.#listen();
+      } catch (err) {
+        await g.destroy();
+        throw err;
+      }
+      return g;
     } catch (err) {
-      await g.destroy();
+      mirror?.close();
+      signer?.destroy();
+      await store.close().catch(() => undefined);
       throw err;
     }
-    return g;
   }
 
   get state(): AppState {
@@ -181,7 +208,7 @@ export class Gatehouse {
    * state keeps serving; requests in flight finish on the state they started with.
    */
   async reload(): Promise<ReloadResult> {
-    const loaded = await loadState(this.#o.configFile, { log: this.#o.log });
+    const loaded = await loadState(this.#o.configFile, { log: this.#o.log, services: this.#services });
     if (!loaded.ok) {
       this.#o.log.error('config_rejected', { file: this.#o.configFile, problems: loaded.problems.split('\n') });
       return { ok: false, problems: loaded.problems };
@@ -206,6 +233,9 @@ export class Gatehouse {
         this.#o.log.warn('restart_needed', { setting: `server.${key}`, message: 'listener changes take effect on restart' });
       }
     }
+    if (JSON.stringify(a.store) !== JSON.stringify(b.store)) {
+      this.#o.log.warn('restart_needed', { setting: 'store', message: 'a store change takes effect on restart' });
+    }
   }
 
   async ready(): Promise<boolean> {
@@ -216,6 +246,7 @@ export class Gatehouse {
   async close(): Promise<void> {
     this.#draining = true;
     const deadline = setTimeout(() => {
+      this.#frontDoor.destroyTunnels();
       this.#https.closeAllConnections();
       this.#http?.closeAllConnections();
       this.#forward?.closeAllConnections();
@@ -229,12 +260,15 @@ export class Gatehouse {
   /** Stops at once. */
   async destroy(): Promise<void> {
     this.#draining = true;
+    this.#frontDoor.destroyTunnels();
     for (const s of [this.#https, this.#http, this.#forward]) {
       s?.closeAllConnections();
       s?.close();
     }
     this.#pool.destroy();
     this.#state.revocation.close();
+    this.#mirror.close();
+    this.#services.signer.destroy();
     await this.#store.close().catch(() => undefined);
     this.#o.log.flush();
   }

@@ -8,8 +8,16 @@ import { BlockList, isIP } from 'node:net';
 import { createSecureContext } from 'node:tls';
 import { GatehouseError, messageOf, type Logger } from '../core/index.ts';
 import type { Config, ConfigPath, PathProblem } from '../config/index.ts';
-import { ClientCertificates, RevocationLists, splitPemCertificates } from '../authn/index.ts';
-import { RouteTable, renderPac, type ProxyState, type UpstreamTls } from '../proxy/index.ts';
+import {
+  ClientCertificates,
+  OidcClient,
+  RevocationLists,
+  splitPemCertificates,
+  type AssertionSigner,
+  type SessionBook,
+} from '../authn/index.ts';
+import { compilePolicy } from '../policy/index.ts';
+import { RouteTable, originOf, renderPac, type ProxyState, type SignInState, type UpstreamTls } from '../proxy/index.ts';
 
 export interface TlsMaterial {
   readonly cert: string;
@@ -17,6 +25,14 @@ export interface TlsMaterial {
   /** trusted CA certificates for client certificates (PEM each) */
   readonly clientCas: readonly string[];
   readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+}
+
+/** The long-lived parts a state is built on: they outlive reloads. */
+export interface Services {
+  readonly sessions: SessionBook;
+  readonly signer: AssertionSigner;
+  /** OIDC clients by settings, so a reload that keeps the IdP keeps its discovery */
+  readonly oidcClients: Map<string, OidcClient>;
 }
 
 export interface AppState {
@@ -59,7 +75,7 @@ export function trustedProxyList(cidrs: readonly string[]): BlockList {
 /** Reads and checks everything the configuration refers to. Throws StateBuildError listing every problem. */
 export async function buildState(
   config: Readonly<Config>,
-  options: { publicPort?: number; log?: Logger; startRevocation?: boolean } = {},
+  options: { publicPort?: number; log?: Logger; startRevocation?: boolean; services?: Services } = {},
 ): Promise<AppState> {
   const problems: BuildProblem[] = [];
   const tlsConfig = config.server.tls;
@@ -115,17 +131,23 @@ export async function buildState(
   }
 
   const publicPort = options.publicPort || config.server.https.port;
+  const routes = new RouteTable(config.routes);
   const proxy: ProxyState = {
     generation: ++generation,
     authHost: config.server.authHost,
     publicPort,
-    routes: new RouteTable(config.routes),
+    routes,
     upstreamTls,
     trustedProxies: trustedProxyList(config.server.trustedProxies),
     certificates: new ClientCertificates(revocation),
-    loginAvailable: config.identity.oidc !== undefined,
+    loginAvailable: config.identity.oidc !== undefined && options.services !== undefined,
     pac: renderPac(config.routes, config.server.authHost, publicPort),
     accessLog: config.server.accessLog,
+    policy: compilePolicy(config.routes, config.roles),
+    admins: new Set(config.identity.admins),
+    signIn: options.services ? signInState(config, options.services, routes, publicPort) : undefined,
+    signer: options.services?.signer,
+    issuer: originOf(config.server.authHost, publicPort),
   };
   return {
     config,
@@ -135,11 +157,52 @@ export async function buildState(
   };
 }
 
+function oidcFor(config: Readonly<Config>, services: Services): OidcClient | undefined {
+  const o = config.identity.oidc;
+  if (!o) return undefined;
+  const key = JSON.stringify({ ...o, clientSecret: o.clientSecret?.reveal() });
+  let client = services.oidcClients.get(key);
+  if (!client) {
+    client = new OidcClient({
+      issuer: o.issuer,
+      clientId: o.clientId,
+      scopes: o.scopes,
+      ...(o.clientSecret ? { clientSecret: o.clientSecret } : {}),
+      ...(o.groupsClaim ? { groupsClaim: o.groupsClaim } : {}),
+    });
+    services.oidcClients.clear(); // one IdP at a time: drop the old one's cached discovery
+    services.oidcClients.set(key, client);
+  }
+  return client;
+}
+
+function signInState(config: Readonly<Config>, services: Services, routes: RouteTable, publicPort: number): SignInState {
+  const { ttl, idle } = config.identity.session;
+  services.sessions.configure({ ttlMs: ttl, idleMs: idle });
+  return {
+    authHost: config.server.authHost,
+    publicPort,
+    routes,
+    sessions: services.sessions,
+    oidc: oidcFor(config, services),
+    allowedDomains: new Set(config.identity.allowedDomains),
+    sessionTtlMs: ttl,
+    jwks: () => services.signer.jwksJson(),
+  };
+}
+
 /** The same state with the port the front door really listens on (when the file said port 0). */
 export function withPublicPort(state: AppState, port: number): AppState {
   if (state.proxy.publicPort === port) return state;
+  const p = state.proxy;
   return {
     ...state,
-    proxy: { ...state.proxy, publicPort: port, pac: renderPac(state.config.routes, state.config.server.authHost, port) },
+    proxy: {
+      ...p,
+      publicPort: port,
+      pac: renderPac(state.config.routes, state.config.server.authHost, port),
+      issuer: originOf(state.config.server.authHost, port),
+      signIn: p.signIn ? { ...p.signIn, publicPort: port } : undefined,
+    },
   };
 }

@@ -6,3 +6,20 @@ export {
   type RevocationSource,
 } from './client-certificate.ts';
 export { RevocationLists, dnFields, splitPemCertificates } from './revocation-lists.ts';
+export { Keyring } from './keyring.ts';
+export { OidcClient, type OidcSettings, type SignedIn } from './oidc.ts';
+export {
+  SessionBook,
+  SESSION_COOKIE,
+  readCookie,
+  stripOwnCookies,
+  sha256,
+  randomSecret,
+  type Session,
+  type SessionValue,
+  type Token,
+  type TokenValue,
+  type LoginAttempt,
+  type SessionOptions,
+} from './sessions.ts';
+export { AssertionSigner, ecJwkThumbprint, signingKeyId, signingKeyKind, type AssertionInput, type AssertionSignerOptions, type Jwks, type PublicSigningJwk } from './assertion-signer.ts';

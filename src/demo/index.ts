@@ -19,3 +19,4 @@ export {
   type DemoFiles,
   type DemoRoute,
 } from './setup.ts';
+export { startIdp, type RunningIdp, type IdpOptions, type IdpUser, type IdpClient, type IdpEvent } from './idp.ts';

@@ -9,7 +9,8 @@ import { connect as netConnect, isIP, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { errorStatus, nextRequestId, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
-import { evaluate, type CertificateFacts, type Decision } from '../policy/index.ts';
+import { evaluate, type CertificateFacts, type Decision, type UserFacts } from '../policy/index.ts';
+import { SignIn } from './sign-in.ts';
 import type { ProxyState } from './proxy-state.ts';
 import type { RouteMatch } from './route-table.ts';
 import { normalizePath, splitTarget } from './normalize-path.ts';
@@ -61,6 +62,7 @@ interface RequestRecord {
   method: string;
   path: string | undefined;
   subject: string | undefined;
+  user: string | undefined;
   decision: 'allow' | 'deny' | undefined;
   reason: string | undefined;
   code: ErrorCode | undefined;
@@ -80,9 +82,13 @@ export class FrontDoor {
   readonly #requests;
   readonly #duration;
   readonly #upstreamErrors;
+  readonly #signIn: SignIn;
+  /** CONNECT sockets taken over from the HTTP servers: their closeAllConnections() no longer sees them */
+  readonly #tunnels = new Set<Duplex>();
 
   constructor(options: FrontDoorOptions) {
     this.#o = options;
+    this.#signIn = new SignIn(options.log);
     this.#requests = options.metrics.counter('gatehouse_requests_total', 'Requests answered, by route and status');
     this.#duration = options.metrics.histogram('gatehouse_request_duration_seconds', 'Time to answer a request, by route', [
       0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -114,6 +120,7 @@ export class FrontDoor {
       method: req.method ?? 'GET',
       path: undefined,
       subject: undefined,
+      user: undefined,
       decision: undefined,
       reason: undefined,
       code: undefined,
@@ -143,11 +150,21 @@ export class FrontDoor {
     const path = normalizePath(rawPath);
     if (path === undefined) return this.#refuse(req, res, rec, 'ERR_BAD_REQUEST', 'the request path cannot be normalised safely');
     rec.path = path;
-    if (host.host === state.authHost) return this.#authHost(state, req, res, rec, path);
+    if (host.host === state.authHost) return this.#authHost(state, req, res, rec, path, query);
     const found = state.routes.matchDestination(host.host);
     if (!found) return this.#refuse(req, res, rec, 'ERR_ROUTE_NOT_FOUND', `no route is published at ${host.host}`);
     if (path.startsWith('/.gatehouse/')) {
-      return this.#refuse(req, res, rec, 'ERR_ROUTE_NOT_FOUND', 'this Gatehouse path is not available here');
+      rec.route = found.match.route.name;
+      const refuse = (code: ErrorCode, message: string) => this.#refuse(req, res, rec, code, message, found.match.route.name);
+      const signIn = state.signIn;
+      if (!signIn || found.byAlias) return refuse('ERR_ROUTE_NOT_FOUND', 'this Gatehouse path is not available here');
+      rec.decision = 'allow';
+      rec.reason = 'sign-in hand-off';
+      this.#async(req, res, rec, async () => {
+        const handled = await this.#signIn.routeHost(signIn, req, res, host.host, path, new URLSearchParams(query), rec.id, refuse);
+        if (!handled) refuse('ERR_ROUTE_NOT_FOUND', 'this Gatehouse path is not available here');
+      });
+      return;
     }
     this.#decideAndForward(state, req, res, rec, found.match, path + query, req.headers.host!, !found.byAlias);
   }
@@ -181,20 +198,91 @@ export class FrontDoor {
     return typeof socket.getPeerCertificate === 'function' ? state.certificates.facts(socket) : { status: 'missing' };
   }
 
-  #decide(state: ProxyState, req: IncomingMessage, rec: RequestRecord, match: RouteMatch, path: string): Decision {
+  #decide(
+    state: ProxyState,
+    req: IncomingMessage,
+    rec: RequestRecord,
+    match: RouteMatch,
+    path: string,
+    user?: UserFacts,
+  ): { decision: Decision; certificate: CertificateFacts } {
     const certificate = this.#certificate(state, req);
     if (certificate.subjectDn) rec.subject = certificate.subjectDn;
-    const route = match.route.config;
     const decision = evaluate({
-      route,
+      route: state.policy.route(match.route.name) ?? match.route.config,
       method: rec.method,
       path,
       certificate,
       loginAvailable: state.loginAvailable,
+      admins: state.admins,
+      ...(user ? { user } : {}),
     });
     rec.decision = decision.allow ? 'allow' : 'deny';
     rec.reason = decision.allow ? decision.rule : decision.reason;
-    return decision;
+    return { decision, certificate };
+  }
+
+  /** Runs an async step of a request; a failure becomes a 500 (or a reset when the answer has started). */
+  #async(req: IncomingMessage, res: ServerResponse, rec: RequestRecord, step: () => Promise<void>): void {
+    step().catch((err: unknown) => {
+      this.#o.log.error('request_failed', { id: rec.id, error: err instanceof Error ? err.stack : String(err) });
+      if (!res.headersSent) this.#refuse(req, res, rec, 'ERR_INTERNAL', 'Gatehouse could not handle this request');
+      else res.destroy();
+    });
+  }
+
+  /** Who is calling: a Gatehouse bearer token, or the session cookie of this host. */
+  async #principal(
+    state: ProxyState,
+    req: IncomingMessage,
+    host: string,
+  ): Promise<{ user: UserFacts; sessionId: string } | { invalidToken: true } | undefined> {
+    const signIn = state.signIn;
+    if (!signIn) return undefined;
+    const auth = req.headers.authorization;
+    if (auth && /^bearer\s+gh_/i.test(auth)) {
+      const token = await signIn.sessions.findToken(auth.slice(auth.indexOf(' ') + 1).trim());
+      if (!token) return { invalidToken: true };
+      return { user: { email: token.user, groups: [], roles: state.policy.rolesFor(token.user, []) }, sessionId: `token:${token.id}` };
+    }
+    const found = await this.#signIn.session(signIn, req, host);
+    if (!found) return undefined;
+    const { user, groups } = found.session;
+    return { user: { email: user, groups, roles: state.policy.rolesFor(user, groups) }, sessionId: found.session.id };
+  }
+
+  /** Not signed in: browsers go to sign in; API and XHR clients get 401 JSON (with CORS for a route's origin). */
+  #notSignedIn(state: ProxyState, req: IncomingMessage, res: ServerResponse, rec: RequestRecord, routeName: string, returnTo: string, reason: string): void {
+    const signIn = state.signIn!;
+    const accept = req.headers.accept ?? '';
+    const browser = (rec.method === 'GET' || rec.method === 'HEAD') && accept.includes('text/html') && req.headers['x-requested-with'] === undefined;
+    if (browser) {
+      rec.code = 'ERR_NOT_SIGNED_IN';
+      res.writeHead(302, [
+        'location', this.#signIn.loginUrl(signIn, returnTo),
+        'cache-control', 'no-store',
+        'content-length', '0',
+        'x-gatehouse-error', 'ERR_NOT_SIGNED_IN',
+        'x-request-id', rec.id,
+      ]);
+      res.end();
+      return;
+    }
+    const extra = ['www-authenticate', 'Bearer realm="gatehouse"'];
+    const origin = req.headers.origin;
+    if (origin) {
+      try {
+        const o = new URL(origin);
+        if (o.protocol === 'https:' && state.routes.match(o.hostname.toLowerCase())) {
+          extra.push('access-control-allow-origin', origin, 'access-control-allow-credentials', 'true', 'vary', 'Origin');
+        }
+      } catch {
+        // not a URL: no CORS headers
+      }
+    }
+    rec.code = 'ERR_NOT_SIGNED_IN';
+    const json = { code: 'ERR_NOT_SIGNED_IN' as const, message: reason, requestId: rec.id, route: routeName };
+    sendError(res, json, 'application/json', extra);
   }
 
   #decideAndForward(
@@ -209,8 +297,44 @@ export class FrontDoor {
   ): void {
     const route = match.route;
     rec.route = route.name;
-    const decision = this.#decide(state, req, rec, match, rec.path!);
-    if (!decision.allow) return this.#refuse(req, res, rec, decision.code, decision.reason, route.name);
+    const auth = route.config.auth;
+    if ((auth === 'login' || auth === 'login+certificate') && state.loginAvailable) {
+      this.#async(req, res, rec, async () => {
+        const who = await this.#principal(state, req, parseHost(publicHost)?.host ?? '');
+        if (who && 'invalidToken' in who) {
+          rec.decision = 'deny';
+          return this.#refuse(req, res, rec, 'ERR_TOKEN_INVALID', 'the bearer token is unknown, revoked or expired', route.name);
+        }
+        if (who) rec.user = who.user.email;
+        this.#decided(state, req, res, rec, match, pathAndQuery, publicHost, rewrite, who?.user, who?.sessionId);
+      });
+      return;
+    }
+    this.#decided(state, req, res, rec, match, pathAndQuery, publicHost, rewrite, undefined, undefined);
+  }
+
+  #decided(
+    state: ProxyState,
+    req: IncomingMessage,
+    res: ServerResponse,
+    rec: RequestRecord,
+    match: RouteMatch,
+    pathAndQuery: string,
+    publicHost: string,
+    rewrite: boolean,
+    user: UserFacts | undefined,
+    sessionId: string | undefined,
+  ): void {
+    const route = match.route;
+    const { decision, certificate } = this.#decide(state, req, rec, match, rec.path!, user);
+    if (!decision.allow) {
+      if (decision.code === 'ERR_NOT_SIGNED_IN' && state.signIn) {
+        const host = parseHost(publicHost)?.host ?? '';
+        const publicUrl = `https://${match.route.pattern || !rewrite ? publicHost : route.config.host}${pathAndQuery}`;
+        return this.#notSignedIn(state, req, res, rec, route.name, host === publicHost || rewrite ? `https://${publicHost}${pathAndQuery}` : publicUrl, decision.reason);
+      }
+      return this.#refuse(req, res, rec, decision.code, decision.reason, route.name);
+    }
     const target = match.target;
     if (!target) {
       return this.#refuse(req, res, rec, 'ERR_UPSTREAM_UNREACHABLE', `route ${route.name} has no HTTP upstream`, route.name);
@@ -228,6 +352,7 @@ export class FrontDoor {
       publicHost,
       requestId: rec.id,
       trusted: this.#trusted(state, req),
+      ...(route.config.identityHeaders ? { extra: this.#identityHeaders(state, route.name, publicHost, user, sessionId, certificate) } : {}),
     });
     const tls = state.upstreamTls.get(route.name);
     rec.forwarded = newForwardResult();
@@ -251,6 +376,40 @@ export class FrontDoor {
     );
   }
 
+  /** X-Gatehouse-User, -Roles, -Device and -Jwt-Assertion for an allowed request. */
+  #identityHeaders(
+    state: ProxyState,
+    routeName: string,
+    publicHost: string,
+    user: UserFacts | undefined,
+    sessionId: string | undefined,
+    certificate: CertificateFacts,
+  ): string[] {
+    const out: string[] = [];
+    if (user) {
+      out.push('X-Gatehouse-User', user.email);
+      if (user.roles.length) out.push('X-Gatehouse-Roles', user.roles.join(','));
+    }
+    if (certificate.status === 'valid' && certificate.serial) out.push('X-Gatehouse-Device', certificate.serial);
+    if (user && sessionId && state.signer) {
+      const audience = parseHost(publicHost)?.host ?? publicHost;
+      out.push(
+        'X-Gatehouse-Jwt-Assertion',
+        state.signer.sign({
+          issuer: state.issuer,
+          audience,
+          subject: user.email,
+          email: user.email,
+          groups: user.groups,
+          roles: user.roles,
+          sessionId,
+          routeName,
+        }),
+      );
+    }
+    return out;
+  }
+
   #clientIp(req: IncomingMessage): string {
     return tunnelledFrom.get(req.socket) ?? clientAddress(req.socket);
   }
@@ -261,9 +420,19 @@ export class FrontDoor {
     return state.trustedProxies.check(ip, isIP(ip) === 6 ? 'ipv6' : 'ipv4');
   }
 
-  #authHost(state: ProxyState, req: IncomingMessage, res: ServerResponse, rec: RequestRecord, path: string): void {
+  #authHost(state: ProxyState, req: IncomingMessage, res: ServerResponse, rec: RequestRecord, path: string, query: string): void {
     rec.route = '(auth host)';
     rec.decision = 'allow';
+    const signIn = state.signIn;
+    if (signIn && (path.startsWith('/.gatehouse/') || path === '/.well-known/jwks.json')) {
+      if (path === '/.gatehouse/signed-out') return this.#page(req, res, rec, 'Signed out', '<p>You have signed out of every site behind this Gatehouse.</p>');
+      const refuse = (code: ErrorCode, message: string) => this.#refuse(req, res, rec, code, message);
+      this.#async(req, res, rec, async () => {
+        const handled = await this.#signIn.authHost(signIn, req, res, path, new URLSearchParams(query), rec.id, refuse);
+        if (!handled) refuse('ERR_ROUTE_NOT_FOUND', `nothing at ${path} on the auth host`);
+      });
+      return;
+    }
     if (path === '/proxy.pac') {
       const body = state.pac;
       res.writeHead(200, [
@@ -276,19 +445,23 @@ export class FrontDoor {
       return;
     }
     if (path === '/') {
-      const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Gatehouse</title></head>
-<body style="font:16px system-ui,sans-serif;max-width:40rem;margin:10vh auto"><h1>Gatehouse</h1>
-<p>This is the front door. The proxy auto-config file is at <a href="/proxy.pac">/proxy.pac</a>.</p></body></html>\n`;
-      res.writeHead(200, [
-        'content-type', 'text/html; charset=utf-8',
-        'content-length', String(Buffer.byteLength(body)),
-        'x-request-id', rec.id,
-        'content-security-policy', "default-src 'none'; style-src 'unsafe-inline'",
-      ]);
-      res.end(req.method === 'HEAD' ? undefined : body);
-      return;
+      return this.#page(req, res, rec, 'Gatehouse', '<p>This is the front door. The proxy auto-config file is at <a href="/proxy.pac">/proxy.pac</a>.</p>');
     }
     this.#refuse(req, res, rec, 'ERR_ROUTE_NOT_FOUND', `nothing at ${path} on the auth host`);
+  }
+
+  #page(req: IncomingMessage, res: ServerResponse, rec: RequestRecord, title: string, html: string): void {
+    const body = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>${title}</title></head>
+<body style="font:16px system-ui,sans-serif;max-width:40rem;margin:10vh auto"><h1>${title}</h1>
+${html}</body></html>\n`;
+    res.writeHead(200, [
+      'content-type', 'text/html; charset=utf-8',
+      'content-length', String(Buffer.byteLength(body)),
+      'cache-control', 'no-store',
+      'x-request-id', rec.id,
+      'content-security-policy', "default-src 'none'; style-src 'unsafe-inline'",
+    ]);
+    res.end(req.method === 'HEAD' ? undefined : body);
   }
 
   #refuse(
@@ -332,6 +505,7 @@ export class FrontDoor {
         host: rec.host,
         method: rec.method,
         path: rec.path,
+        user: rec.user,
         subject: rec.subject,
         decision: rec.decision,
         reason: rec.reason,
@@ -390,43 +564,59 @@ export class FrontDoor {
     if (!found) return refuse(rewrite ? 'ERR_ROUTE_NOT_FOUND' : 'ERR_PROXY_DESTINATION_FORBIDDEN', `no route is published at ${host.host}`);
     const match = found.match;
     rec.route = match.route.name;
-    const decision = this.#decide(state, req, rec, match, path);
-    if (!decision.allow) return refuse(decision.code, decision.reason);
-    const target = match.target;
-    if (!target) return refuse('ERR_UPSTREAM_UNREACHABLE', `route ${match.route.name} has no HTTP upstream`);
-    const guard = match.route.templated && !match.route.config.upstream.allowLoopback;
-    if (guard && isIP(target.hostname) && isForbiddenAddress(target.hostname)) {
-      return refuse('ERR_UPSTREAM_FORBIDDEN', `${target.hostname} is a loopback or link-local address this route may not reach`);
+    const proceed = (user: UserFacts | undefined, sessionId: string | undefined): void => {
+      const { decision, certificate } = this.#decide(state, req, rec, match, path, user);
+      if (!decision.allow) return refuse(decision.code, decision.reason);
+      const target = match.target;
+      if (!target) return refuse('ERR_UPSTREAM_UNREACHABLE', `route ${match.route.name} has no HTTP upstream`);
+      const guard = match.route.templated && !match.route.config.upstream.allowLoopback;
+      if (guard && isIP(target.hostname) && isForbiddenAddress(target.hostname)) {
+        return refuse('ERR_UPSTREAM_FORBIDDEN', `${target.hostname} is a loopback or link-local address this route may not reach`);
+      }
+      const hostHeader = match.hostHeader === 'preserve' ? hostValue! : match.hostHeader ?? target.authority;
+      const headers = upstreamRequestHeaders(req.rawHeaders, {
+        hostHeader,
+        clientIp: this.#clientIp(req),
+        publicHost: hostValue!,
+        requestId: rec.id,
+        trusted: this.#trusted(state, req),
+        upgrade: req.headers.upgrade ?? 'websocket',
+        ...(match.route.config.identityHeaders ? { extra: this.#identityHeaders(state, match.route.name, hostValue!, user, sessionId, certificate) } : {}),
+      });
+      proxyWebSocket({
+        req,
+        socket,
+        head,
+        target,
+        tls: state.upstreamTls.get(match.route.name),
+        lookup: guard ? guardedLookup : undefined,
+        path: target.basePath + path + query,
+        headers,
+        connectTimeout: match.route.config.upstream.timeouts.connect,
+        readTimeout: match.route.config.upstream.timeouts.read,
+        requestId: rec.id,
+        onRefuse: refuse,
+        onDone: (status, bytesIn, bytesOut) => {
+          rec.status = status;
+          rec.bytesIn = bytesIn;
+          rec.bytesOut = bytesOut;
+          this.#logUpgrade(state, rec);
+        },
+      });
+    };
+    const auth = match.route.config.auth;
+    if ((auth === 'login' || auth === 'login+certificate') && state.loginAvailable) {
+      this.#principal(state, req, host.host).then(
+        (who) => {
+          if (who && 'invalidToken' in who) return refuse('ERR_TOKEN_INVALID', 'the bearer token is unknown, revoked or expired');
+          if (who) rec.user = who.user.email;
+          proceed(who?.user, who?.sessionId);
+        },
+        () => refuse('ERR_INTERNAL', 'Gatehouse could not handle this request'),
+      );
+      return;
     }
-    const hostHeader = match.hostHeader === 'preserve' ? hostValue! : match.hostHeader ?? target.authority;
-    const headers = upstreamRequestHeaders(req.rawHeaders, {
-      hostHeader,
-      clientIp: this.#clientIp(req),
-      publicHost: hostValue!,
-      requestId: rec.id,
-      trusted: this.#trusted(state, req),
-      upgrade: req.headers.upgrade ?? 'websocket',
-    });
-    proxyWebSocket({
-      req,
-      socket,
-      head,
-      target,
-      tls: state.upstreamTls.get(match.route.name),
-      lookup: guard ? guardedLookup : undefined,
-      path: target.basePath + path + query,
-      headers,
-      connectTimeout: match.route.config.upstream.timeouts.connect,
-      readTimeout: match.route.config.upstream.timeouts.read,
-      requestId: rec.id,
-      onRefuse: refuse,
-      onDone: (status, bytesIn, bytesOut) => {
-        rec.status = status;
-        rec.bytesIn = bytesIn;
-        rec.bytesOut = bytesOut;
-        this.#logUpgrade(state, rec);
-      },
-    });
+    proceed(undefined, undefined);
   };
 
   #logUpgrade(state: ProxyState, rec: RequestRecord): void {
@@ -464,6 +654,7 @@ export class FrontDoor {
     const state = this.#o.state();
     const rec = this.#record(req);
     rec.proxy = 'connect';
+    this.#adopt(socket);
     socket.on('error', () => socket.destroy());
     const refuse = (code: ErrorCode, message: string): void => {
       rec.code = code;
@@ -501,7 +692,7 @@ export class FrontDoor {
         `CONNECT ${dest.host}:${dest.port} is not allowed: only port 443 of an alias whose route has an https upstream can be tunnelled`,
       );
     }
-    const decision = this.#decide(state, req, rec, match, '/');
+    const { decision } = this.#decide(state, req, rec, match, '/');
     if (!decision.allow) return refuse(decision.code, decision.reason);
     const upstream = netConnect({ host: target.hostname, port: target.port });
     const timer = setTimeout(() => upstream.destroy(new Error('connect timeout')), match.route.config.upstream.timeouts.connect);
@@ -526,10 +717,23 @@ export class FrontDoor {
 
   /** Answers a CONNECT with 200 and runs TLS (Gatehouse's own front door) inside the tunnel. */
   tunnelIntoFrontDoor(socket: Duplex, head: Buffer, clientIp: string): void {
+    this.#adopt(socket);
     socket.write('HTTP/1.1 200 Connection Established\r\n\r\n');
     if (head.length) socket.unshift(head);
     tunnelledFrom.set(socket, clientIp);
     this.#o.acceptTls(socket);
+  }
+
+  #adopt(socket: Duplex): void {
+    if (this.#tunnels.has(socket)) return;
+    this.#tunnels.add(socket);
+    socket.once('close', () => this.#tunnels.delete(socket));
+  }
+
+  /** Ends every open CONNECT tunnel now (shutdown): the listeners' closeAllConnections() does not reach them. */
+  destroyTunnels(): void {
+    for (const socket of this.#tunnels) socket.destroy();
+    this.#tunnels.clear();
   }
 
   /** Remembers the client address of a TLS socket that runs inside a CONNECT tunnel. */

@@ -2,6 +2,7 @@
  * What the upstream receives and what the client gets back, as flat raw-header arrays
  * ([name, value, name, value…]) so nothing is rebuilt into objects on the hot path.
  */
+import { stripOwnCookies } from '../authn/index.ts';
 
 /** Headers that describe one connection and never travel past it (RFC 9110 §7.6.1), plus proxy-only ones. */
 const hopByHop = new Set([
@@ -62,7 +63,7 @@ export interface UpstreamHeaderOptions {
   readonly trusted: boolean;
   /** keep Connection/Upgrade for a WebSocket or other upgrade */
   readonly upgrade?: string;
-  /** extra headers to add (identity headers later) */
+  /** extra headers to add (the identity headers) */
   readonly extra?: readonly string[];
 }
 
@@ -80,6 +81,16 @@ export function upstreamRequestHeaders(raw: readonly string[], o: UpstreamHeader
     // Content-Length is the message framing: a Connection header naming it must not strip it (that would smuggle the body as a request)
     if (hopByHop.has(lower) || (named?.has(lower) && lower !== 'content-length')) continue;
     if (lower.startsWith('x-gatehouse-')) continue; // identity headers come only from Gatehouse
+    if (lower === 'cookie') {
+      // Gatehouse's own cookies never reach the backend
+      const value = raw[i + 1]!;
+      if (value.includes('__Host-gatehouse')) {
+        const kept = stripOwnCookies(value);
+        if (kept !== undefined) out.push(name, kept);
+        continue;
+      }
+    }
+    if (lower === 'authorization' && /^bearer\s+gh_/i.test(raw[i + 1]!)) continue; // a Gatehouse token is Gatehouse's, not the backend's
     if (spoofable.has(lower)) {
       if (!o.trusted) continue;
       if (lower === 'x-forwarded-for') {

@@ -3,7 +3,9 @@
  * the old and swaps it; a request reads it once and keeps it.
  */
 import type { BlockList } from 'node:net';
-import type { ClientCertificates } from '../authn/index.ts';
+import type { AssertionSigner, ClientCertificates } from '../authn/index.ts';
+import type { CompiledPolicy } from '../policy/index.ts';
+import type { SignInState } from './sign-in.ts';
 import type { RouteTable } from './route-table.ts';
 import type { UpstreamTls } from './upstream-pool.ts';
 
@@ -18,6 +20,15 @@ export interface ProxyState {
   readonly trustedProxies: BlockList;
   readonly certificates: ClientCertificates;
   readonly loginAvailable: boolean;
+  readonly policy: CompiledPolicy;
+  /** root administrators (lower-case emails) */
+  readonly admins: ReadonlySet<string>;
+  /** sign-in, sessions and tokens; absent when no store is open (`gatehouse check`) */
+  readonly signIn: SignInState | undefined;
+  /** signs X-Gatehouse-Jwt-Assertion; absent when no store is open */
+  readonly signer: AssertionSigner | undefined;
+  /** `https://AUTHHOST[:port]`, the `iss` of assertions */
+  readonly issuer: string;
   readonly pac: string;
   readonly accessLog: boolean;
 }

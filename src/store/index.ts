@@ -12,3 +12,4 @@ export type {
 export { newId, idTime } from './id.ts';
 export { openStore, type StoreConfig } from './open.ts';
 export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './sqlite/sqlite-store.ts';
+export { StoreMirror } from './mirror.ts';

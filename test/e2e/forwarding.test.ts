@@ -214,7 +214,6 @@ describe('forwarding', () => {
         ['//admin', '/admin'],
         ['/api/../admin', '/admin'],
         ['/api/%2e%2e/admin', '/admin'],
-        ['/api/%2E%2e%2fadmin', '/api/..%2Fadmin'],
         ['/files/a%2fb', '/files/a%2Fb'],
         ['/%41%7e%3a', '/A~%3A'],
         ['/x/..', '/'],
@@ -228,9 +227,11 @@ describe('forwarding', () => {
 
     it('is not forwarded an unsafe path: 400', async () => {
       const from = echo.requests.length;
-      const r = await curlAt('app.corp.test', '--path-as-is', `${pub('app.corp.test')}/a%00b`);
-      assert.equal(r.status, 400);
-      assert.equal(r.headers['x-gatehouse-error'], 'ERR_BAD_REQUEST');
+      for (const unsafe of ['/a%00b', '/api/%2E%2e%2fadmin', '/api/..%5Cadmin']) {
+        const r = await curlAt('app.corp.test', '--path-as-is', `${pub('app.corp.test')}${unsafe}`);
+        assert.equal(r.status, 400, unsafe);
+        assert.equal(r.headers['x-gatehouse-error'], 'ERR_BAD_REQUEST', unsafe);
+      }
       await echoSawOnly(from, []);
     });
   });

@@ -98,6 +98,15 @@ function kids(signer: AssertionSigner): string[] {
   return signer.jwks().keys.map((k) => k.kid);
 }
 
+/** Waits (without timers: mocked ones would stall it) until `condition` holds. */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 5000;
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+}
+
 function codeOf(err: unknown): ErrorCode | undefined {
   return err instanceof GatehouseError ? err.code : undefined;
 }
@@ -208,6 +217,18 @@ describe('AssertionSigner', () => {
     assert.deepEqual(payload.roles, ['developers', 'admins'], 'a role change shows up at once, not after the cached token ages out');
   });
 
+  it('does not take a caller changing its arrays in place for an unchanged identity', async () => {
+    const clock = new Clock(t0);
+    const { store } = await freshStore();
+    const signer = await started({ store }, clock);
+    const roles = ['developers'];
+    const first = signer.sign({ ...input, roles });
+    roles.push('admins');
+    const second = signer.sign({ ...input, roles });
+    assert.notEqual(second, first);
+    assert.deepEqual((await verify(second, jwksOf(signer), clock.ms)).roles, ['developers', 'admins']);
+  });
+
   it('bounds the cache, evicting the oldest entry', async () => {
     const clock = new Clock(t0);
     const { store } = await freshStore();
@@ -271,7 +292,7 @@ describe('AssertionSigner', () => {
     const after = signer.sign(input);
     assert.notEqual(after, before, 'the cache does not outlive the key');
     assert.equal(decodeProtectedHeader(after).kid, next, 'the old next key signs, switched without waiting for the store');
-    await signer.rotate(); // the rotation `sign` started in the background
+    await until(() => kids(signer).length === 3, 'the rotation `sign` started in the background');
     const rotated = kids(signer);
     assert.equal(rotated.length, 3);
     assert.equal(rotated[0], next);
@@ -291,6 +312,21 @@ describe('AssertionSigner', () => {
     assert.equal(signer.currentKid(), next);
   });
 
+  it('keeps signing after the clock jumps several periods, and catches up with the store', async () => {
+    const clock = new Clock(t0);
+    const { store, path } = await freshStore();
+    const signer = await started({ store }, clock);
+    const held = signer.currentKid();
+    clock.advance(3 * week);
+    const token = signer.sign(input);
+    assert.equal(decodeProtectedHeader(token).kid, held, 'the newest key held signs until the right one is loaded');
+    await verify(token, jwksOf(signer), clock.ms);
+    await until(() => signer.currentKid() !== held, 'the catch-up rotation');
+    const fresh = await started({ store: await sameStore(path) }, clock);
+    assert.deepEqual(kids(signer), kids(fresh), 'the same keys as a process started now');
+    await verify(signer.sign(input), jwksOf(fresh), clock.ms);
+  });
+
   it('the rotation timer loads the next period’s keys at the boundary by itself', async (t) => {
     const clock = new Clock(t0);
     const { store } = await freshStore();
@@ -300,9 +336,7 @@ describe('AssertionSigner', () => {
     const untilBoundary = (Math.floor(t0 / (60 * minute)) + 1) * 60 * minute - t0;
     clock.advance(untilBoundary + 1);
     t.mock.timers.tick(untilBoundary + 1);
-    const deadline = Date.now() + 5000;
-    while (kids(signer).length !== 3 && Date.now() < deadline) await new Promise((resolve) => setImmediate(resolve));
-    assert.equal(kids(signer).length, 3, 'current, new next, previous');
+    await until(() => kids(signer).length === 3, 'current, new next, previous');
     assert.equal(kids(signer)[0], next);
     assert.equal(signer.currentKid(), next);
   });
