@@ -50,7 +50,7 @@ export class OidcClient {
     this.#inflight = client
       .discovery(issuer, this.#settings.clientId, secret ? { client_secret: secret } : {}, secret ? client.ClientSecretBasic(secret) : client.None(), {
         timeout: 10,
-        ...(issuer.protocol === 'http:' && isLoopback(issuer.host) ? { execute: [client.allowInsecureRequests] } : {}),
+        ...(issuer.protocol === 'http:' && isLoopback(issuer.hostname) ? { execute: [client.allowInsecureRequests] } : {}),
       })
       .then(
         (config) => {
