@@ -5,4 +5,5 @@ export { startGatehouse, type RunningGatehouse } from './gatehouse.ts';
 export { curl, type CurlResult } from './curl.ts';
 export { startServe, runCli, listeningPort, type ServeProcess } from './serve-process.ts';
 export { startBackend, echoJson, waitFor, frontDoor, send, headerValues, rawExchange, type ScriptedBackend, type SeenRequest, type BackendHandler, type Answer, type RawAnswer } from './wire.ts';
-export { parseRawResponse, connectPlain, connectTls, readToEnd, exchange, openTunnel, startSentinel, startFileServer, type RawResponse, type TlsProbeOptions, type Sentinel, type FileServer } from './probes.ts';
+export { parseRawResponse, destroyProbes, connectPlain, connectTls, readToEnd, exchange, openTunnel, startSentinel, startFileServer, type RawResponse, type TlsProbeOptions, type Sentinel, type FileServer } from './probes.ts';
+export { startIdp, loginInBrowser, type RunningIdp, type IdpOptions, type IdpUser, type IdpClient, type IdpEvent } from './idp.ts';
