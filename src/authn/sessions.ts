@@ -158,6 +158,21 @@ export class SessionBook {
     if (this.#touched.size > 100_000) this.#touched.clear();
   }
 
+  /** Live sessions, optionally of one user (for listing and revoking; never the secrets). */
+  async list(user?: string): Promise<Session[]> {
+    const now = Date.now();
+    const out: Session[] = [];
+    let after: string | undefined;
+    for (;;) {
+      const page = await this.#store.list<SessionValue>('session', { limit: 500, ...(after ? { after } : {}) });
+      for (const r of page) {
+        if (r.value.expires > now && (!user || r.value.user === user)) out.push({ id: r.id, ...r.value });
+      }
+      if (page.length < 500) return out;
+      after = page[page.length - 1]!.id;
+    }
+  }
+
   async revoke(id: string): Promise<boolean> {
     const ok = await this.#store.delete('session', id);
     this.#mirror.apply({ kind: 'session', id, revision: Number.MAX_SAFE_INTEGER });
