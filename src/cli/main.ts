@@ -3,10 +3,12 @@
  * (a stack trace only with --debug).
  */
 import { Command, CommanderError } from 'commander';
-import { Logger, messageOf } from '../core/index.ts';
+import { Logger, messageOf, parseDuration } from '../core/index.ts';
 import { runCheck } from './check.ts';
 import { runPac } from './pac.ts';
 import { runDemo } from './demo.ts';
+import { runLogin } from './login.ts';
+import { runTokenIssue, runTokenList, runTokenRevoke } from './token.ts';
 import { serve } from '../app/index.ts';
 
 const debug = process.argv.includes('--debug');
@@ -55,6 +57,49 @@ program
   .option('--port <port>', 'TLS front door port', '8443')
   .action(async (o: { dir: string; port: string }) => {
     await runDemo({ dir: o.dir, port: Number(o.port) });
+  });
+
+program
+  .command('login')
+  .description('sign the command line in through the browser (loopback redirect, PKCE); stores a token in the user\'s config folder, mode 0600')
+  .requiredOption('--via <url>', 'the Gatehouse auth host, e.g. https://gate.example.com')
+  .option('--no-browser', 'do not try to open a browser; only print the URL')
+  .option('--ca <file>', 'PEM CA to trust for the Gatehouse (default $GATEHOUSE_CA, else the system CAs)')
+  .option('--timeout <duration>', 'how long to wait for the browser sign-in', '5m')
+  .action(async (o: { via: string; browser: boolean; ca?: string; timeout: string }) => {
+    await runLogin({ via: o.via, browser: o.browser, ...(o.ca !== undefined ? { ca: o.ca } : {}), timeoutMs: parseDuration(o.timeout) });
+  });
+
+const token = program.command('token').description('API tokens in the configured store: issue, list, revoke');
+
+token
+  .command('issue')
+  .description('mint an API token for a user or service account (for automation): the token alone on stdout, printed once')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .requiredOption('--user <email>', 'whose token it is')
+  .option('--ttl <duration>', 'how long the token is valid', '1h')
+  .option('--name <name>', 'a name shown in token list', 'api')
+  .action(async (o: { config: string; user: string; ttl: string; name: string }) => {
+    process.exitCode = await runTokenIssue(o);
+  });
+
+token
+  .command('list')
+  .description('list live tokens (id prefix, user, name, kind, created, expires; never the token)')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .option('--user <email>', 'only this user\'s tokens')
+  .option('--json', 'print JSON (with the full ids)')
+  .action(async (o: { config: string; user?: string; json?: boolean }) => {
+    process.exitCode = await runTokenList(o);
+  });
+
+token
+  .command('revoke')
+  .description('revoke the token whose id starts with ID-PREFIX (it must be the only one)')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .argument('<id-prefix>', 'the token id or a unique prefix of it (see token list)')
+  .action(async (id: string, o: { config: string }) => {
+    process.exitCode = await runTokenRevoke({ config: o.config, id });
   });
 
 try {
