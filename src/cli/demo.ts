@@ -1,19 +1,24 @@
 /**
- * `gatehouse demo`: prepares the demo folder (CA, certificates, configuration), starts the sample backends and
- * Gatehouse in this process, prints what runs and how to try it, and stops everything on Ctrl-C / SIGTERM.
+ * `gatehouse demo`: prepares the demo folder (CA, certificates, passwords, configuration), starts the sample
+ * backends, the built-in OpenID provider and Gatehouse in this process, prints what runs and how to try it, and
+ * stops everything on Ctrl-C / SIGTERM.
  */
 import { createWriteStream } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { GatehouseError, Logger } from '../core/index.ts';
 import { Gatehouse } from '../app/index.ts';
 import {
   authHost,
   clientSubject,
+  demoIdpOptions,
   demoRoutes,
   prepareDemoFiles,
   routeHost,
+  startIdp,
   startSampleBackends,
   writeDemoConfig,
   type DemoFiles,
+  type RunningIdp,
   type SampleBackends,
 } from '../demo/index.ts';
 
@@ -36,11 +41,14 @@ export interface BannerFacts {
   readonly files: DemoFiles;
   readonly port: number;
   readonly backends: SampleBackends;
+  /** the built-in OpenID provider's issuer */
+  readonly issuer: string;
 }
 
 /** What runs, where to go, what to trust, and curl lines to paste as they are. */
-export function renderBanner({ files: f, port, backends }: BannerFacts): string {
+export function renderBanner({ files: f, port, backends, issuer }: BannerFacts): string {
   const url = (host: string) => `https://${host}:${port}/`;
+  const app = url(routeHost(demoRoutes.find((r) => r.name === 'app')!));
   const secure = url(routeHost(demoRoutes.find((r) => r.name === 'secure')!));
   const echo = url(routeHost(demoRoutes.find((r) => r.name === 'echo')!));
   const redirect = url(routeHost(demoRoutes.find((r) => r.name === 'redirect')!));
@@ -49,6 +57,8 @@ export function renderBanner({ files: f, port, backends }: BannerFacts): string 
     .map(([k, v]) => `${k}=${v}`)
     .join(', ');
   const width = Math.max(...demoRoutes.map((r) => url(routeHost(r)).length), url(authHost).length) + 2;
+  const userWidth = Math.max(...f.users.map((u) => u.email.length)) + 2;
+  const passwordWidth = Math.max(...f.users.map((u) => u.password.length)) + 2;
   const lines = [
     '',
     `Gatehouse demo is running: one front door on https://127.0.0.1:${port}, sample apps behind it.`,
@@ -59,6 +69,12 @@ export function renderBanner({ files: f, port, backends }: BannerFacts): string 
     '',
     'The sample apps, plain HTTP on 127.0.0.1, reached through Gatehouse:',
     ...Object.entries(backends).map(([name, b]) => `  ${pad(name, 10)}${b.origin}`),
+    '',
+    `Sign in: open ${app}`,
+    `  Gatehouse sends you to the built-in OpenID provider (${issuer}, standing in for your company's),`,
+    `  which knows these demo users (passwords kept in ${q(f.idpSecrets)} and reused on the next start):`,
+    ...f.users.map((u) => `    ${pad(u.email, userWidth)}${pad(u.password, passwordWidth)}${u.can}`),
+    `Sign out: ${app}.gatehouse/logout`,
     '',
     `Trust the demo CA once (it is kept in ${q(f.dir)} and reused on the next start):`,
     `  ${q(f.caCert)}   ${f.caCreated ? 'created now' : 'reused'}, SHA-256 ${f.caFingerprint}`,
@@ -80,6 +96,10 @@ export function renderBanner({ files: f, port, backends }: BannerFacts): string 
     `    curl ${cacert} --cert-type P12 --cert ${q(`${f.clientP12}:${f.clientP12Password}`)} ${secure}`,
     "  the app's redirect to its internal address, rewritten to the public name (302, see Location):",
     `    curl ${cacert} -i ${redirect}`,
+    '  the sign-in route without signing in (401 for scripts; browsers are sent to sign in):',
+    `    curl ${cacert} ${app}`,
+    '  the keys that verify the X-Gatehouse-Jwt-Assertion the apps receive (200):',
+    `    curl ${cacert} ${url(authHost)}.well-known/jwks.json`,
     '',
     `Configuration: ${q(f.config)} (written on every start)`,
     `Log:           ${q(f.log)} (JSON lines, one per request; follow it with: tail -f ${q(f.log)})`,
@@ -114,6 +134,22 @@ function openLog(path: string): Logger {
   return new Logger({ sink: stream });
 }
 
+/**
+ * Holds `port` (0: a free one) on 127.0.0.1 until released: the IdP must know the front door's port before
+ * Gatehouse listens on it, and must not be given the same port meanwhile.
+ */
+async function reservePort(port: number): Promise<{ port: number; release(): Promise<void> }> {
+  const server = createServer();
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, '127.0.0.1', () => resolve());
+  });
+  return {
+    port: (server.address() as AddressInfo).port,
+    release: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
 function nextSignal(): Promise<NodeJS.Signals> {
   return new Promise((resolve) => {
     const on = (signal: NodeJS.Signals) => {
@@ -132,26 +168,33 @@ export async function runDemo(o: DemoOptions): Promise<void> {
   const files = await prepareDemoFiles(o.dir);
   const log = openLog(files.log);
   let samples: Awaited<ReturnType<typeof startSampleBackends>> | undefined;
+  let idp: RunningIdp | undefined;
   let g: Gatehouse;
   try {
-    samples = await startSampleBackends();
-    const configFile = await writeDemoConfig(files, o.port, samples.backends);
+    const reserved = await reservePort(o.port);
+    try {
+      samples = await startSampleBackends();
+      idp = await startIdp(demoIdpOptions(files, reserved.port));
+    } finally {
+      await reserved.release();
+    }
+    const configFile = await writeDemoConfig(files, reserved.port, samples.backends, idp.issuer);
     g = await Gatehouse.start({ configFile, log });
   } catch (err) {
-    await samples?.close();
+    await Promise.all([samples?.close(), idp?.close()]);
     log.flush();
     throw listenError(err, o.port);
   }
   const port = Number(g.addresses.https.slice(g.addresses.https.lastIndexOf(':') + 1));
-  log.info('listening', { ...g.addresses, demo: true });
-  process.stdout.write(renderBanner({ files, port, backends: samples.backends }));
+  log.info('listening', { ...g.addresses, idp: idp.issuer, demo: true });
+  process.stdout.write(renderBanner({ files, port, backends: samples.backends, issuer: idp.issuer }));
 
   const signal = await nextSignal();
   process.stdout.write(`\n${signal}: stopping the demo…\n`);
   const hurry = () => void g.destroy();
   process.once('SIGINT', hurry);
   process.once('SIGTERM', hurry);
-  await Promise.all([g.close(), samples.close()]);
+  await Promise.all([g.close(), samples.close(), idp.close()]);
   process.off('SIGINT', hurry);
   process.off('SIGTERM', hurry);
   log.info('stopped', { signal });

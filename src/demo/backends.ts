@@ -1,6 +1,7 @@
 /**
  * The demo's sample backends: small plain-HTTP apps on 127.0.0.1 port 0 that know nothing about Gatehouse.
- * - echo: shows the request it received, identity headers first (HTML for browsers, JSON otherwise or with `?json`);
+ * - echo: shows the request it received, who Gatehouse says is calling first (X-Gatehouse-User, -Roles, -Device,
+ *   and the claims of -Jwt-Assertion), then every header (HTML for browsers, JSON otherwise or with `?json`);
  * - redirect: `/` redirects to its own internal name (`http://127.0.0.1:PORT/welcome`), as apps behind a proxy do;
  * - ws: a WebSocket echo with a page that connects to it.
  */
@@ -14,7 +15,6 @@ export interface SampleBackend {
   close(): Promise<void>;
 }
 
-
 function escapeHtml(s: string): string {
   return s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 }
@@ -26,7 +26,9 @@ function page(title: string, body: string): string {
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:56rem;margin:5vh auto;padding:0 1rem;color:#1f2328}
 table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #d0d7de;padding:.25rem .5rem;text-align:left;vertical-align:top}
 td{font-family:ui-monospace,monospace;font-size:.85rem;word-break:break-all}.id td{background:#ddf4ff}
-code,pre{background:#f3f4f6;padding:.1rem .3rem;border-radius:4px}.meta{color:#57606a;font-size:.875rem}</style>
+code,pre{background:#f3f4f6;padding:.1rem .3rem;border-radius:4px}.meta{color:#57606a;font-size:.875rem}
+.who{background:#ddf4ff;border:1px solid #54aeff;border-radius:6px;padding:.25rem 1rem;margin:1rem 0}.who h2{font-size:1.1rem}
+.who dt{font-weight:600}.who dd{margin:0 0 .5rem;font-family:ui-monospace,monospace}.who pre{white-space:pre-wrap;font-size:.8rem}</style>
 </head><body>
 ${body}
 </body></html>
@@ -71,6 +73,30 @@ async function startHttp(handler: (origin: string) => RequestListener, attach?: 
 
 const identityHeaders = ['x-gatehouse-user', 'x-gatehouse-roles', 'x-gatehouse-device', 'x-gatehouse-jwt-assertion'];
 
+/** A JWT's claims, pretty-printed, not verified: a real backend checks the signature against Gatehouse's JWKS. */
+function jwtClaims(jwt: string): string {
+  try {
+    return JSON.stringify(JSON.parse(Buffer.from(jwt.split('.')[1] ?? '', 'base64url').toString('utf8')), null, 2);
+  } catch {
+    return '(not a readable JWT)';
+  }
+}
+
+/** The highlighted box at the top of the echo page: what the X-Gatehouse-* headers say about the caller. */
+function whoYouAre(req: IncomingMessage): string {
+  const header = (name: string) => [req.headers[name] ?? []].flat().join(', ');
+  const [user, roles, device, jwt] = identityHeaders.map(header);
+  if (!user && !device && !jwt) {
+    return `<section id="who" class="who"><h2>Who you are</h2><p>Nobody: Gatehouse sent no <code>X-Gatehouse-*</code> headers:
+on a public route it vouches for no one. Try the route that needs sign-in.</p></section>`;
+  }
+  const item = (name: string, value: string) => (value ? `<dt>${name}</dt><dd>${escapeHtml(value)}</dd>` : '');
+  return `<section id="who" class="who"><h2>Who you are, as Gatehouse told this app</h2><dl>
+${item('X-Gatehouse-User', user!)}${user ? item('X-Gatehouse-Roles', roles || '(none)') : ''}${item('X-Gatehouse-Device', device!)}
+${jwt ? `<dt>X-Gatehouse-Jwt-Assertion (its claims; apps verify it with the keys at <code>/.well-known/jwks.json</code> on the auth host)</dt><dd><pre>${escapeHtml(jwtClaims(jwt))}</pre></dd>` : ''}
+</dl>${user ? '<p><a href="/.gatehouse/logout">Sign out</a></p>' : ''}</section>`;
+}
+
 export function startEchoApp(): Promise<SampleBackend> {
   return startHttp(() => (req, res) => {
     req.resume();
@@ -99,6 +125,7 @@ export function startEchoApp(): Promise<SampleBackend> {
         page(
           'Echo',
           `<h1>Echo</h1>
+${whoYouAre(req)}
 <p>This app received <code>${escapeHtml(`${req.method} ${req.url}`)}</code> with these headers.
 Gatehouse added the <code>X-Forwarded-*</code> ones and, highlighted, what it knows about you (<code>X-Gatehouse-*</code>).</p>
 <table>${rows}</table>

@@ -16,7 +16,10 @@ export {
   serverNames,
   authHost,
   clientSubject,
+  demoUsers,
+  demoIdpOptions,
   type DemoFiles,
   type DemoRoute,
+  type DemoUser,
 } from './setup.ts';
 export { startIdp, type RunningIdp, type IdpOptions, type IdpUser, type IdpClient, type IdpEvent } from './idp.ts';

@@ -1,15 +1,17 @@
 /**
  * What the demo keeps in its folder: a CA, a server certificate for every demo host, a client certificate
- * (PEM and PKCS#12 with its password), and the configuration Gatehouse runs on. Whatever is already there and
- * still fits is reused, so a CA imported into a browser stays trusted across restarts; the configuration is
- * written anew on every start (the backends' ports change).
+ * (PEM and PKCS#12 with its password), the demo users' passwords and the OpenID client secret, and the
+ * configuration Gatehouse runs on. Whatever is already there and still fits is reused, so a CA imported into a
+ * browser stays trusted and the passwords stay the same across restarts; the configuration is written anew on
+ * every start (the backends' and the IdP's ports change).
  */
-import { X509Certificate, createPrivateKey, randomBytes } from 'node:crypto';
+import { X509Certificate, createPrivateKey, randomBytes, randomInt } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
 import { createCa, encodePkcs12, issueCertificate, type CertificateAuthority, type SubjectInput } from '../pki/index.ts';
 import type { SampleBackendName, SampleBackends } from './backends.ts';
+import type { IdpOptions } from './idp.ts';
 
 /** Every demo host ends in this; browsers and curl resolve `*.localhost` to the loopback address. */
 export const demoDomain = 'localhost';
@@ -19,7 +21,7 @@ export const clientSubject = { CN: 'demo-user', OU: 'demo' } as const satisfies 
 export interface DemoRoute {
   readonly name: string;
   readonly backend: SampleBackendName;
-  readonly auth: 'public' | 'certificate';
+  readonly auth: 'public' | 'certificate' | 'login';
   readonly allow?: { readonly certificateSubject: Readonly<Record<string, string>> };
   /** one line for the banner */
   readonly about: string;
@@ -27,6 +29,7 @@ export interface DemoRoute {
 
 /** The demo's routes, one line each; each is published at `NAME.localhost`. */
 export const demoRoutes: readonly DemoRoute[] = [
+  { name: 'app', backend: 'echo', auth: 'login', about: 'the echo app behind sign-in: shows who you are (X-Gatehouse-*)' },
   { name: 'echo', backend: 'echo', auth: 'public', about: 'echo app: shows the headers Gatehouse sent it' },
   {
     name: 'secure',
@@ -42,6 +45,27 @@ export const demoRoutes: readonly DemoRoute[] = [
 export function routeHost(route: DemoRoute): string {
   return `${route.name}.${demoDomain}`;
 }
+
+const demoEmail = (name: string) => `${name}@demo.${demoDomain}`;
+
+export interface DemoUser {
+  readonly email: string;
+  readonly name: string;
+  /** what the built-in IdP says in the `groups` claim */
+  readonly groups: readonly string[];
+  /** one line for the banner */
+  readonly can: string;
+}
+
+/** The people of the built-in OpenID provider: one root admin, one member of a role, one with no access. */
+export const demoUsers: readonly DemoUser[] = [
+  { email: demoEmail('admin'), name: 'Demo Admin', groups: [], can: 'root admin (identity.admins): every route that needs sign-in' },
+  { email: demoEmail('alice'), name: 'Alice', groups: ['staff'], can: `role staff (members in the config; IdP group staff too): app.${demoDomain}` },
+  { email: demoEmail('bob'), name: 'Bob', groups: [], can: `signs in, but no rule or role lets him in: app.${demoDomain} answers 403` },
+];
+const demoAdmins = [demoEmail('admin')];
+const demoRoles = [{ name: 'staff', description: 'demo staff: may use the app route', grants: ['app'], members: [demoEmail('alice')] }];
+const demoClientId = 'gatehouse-demo';
 
 /** The names on the server certificate: the wildcard and (OpenSSL matches no `*.localhost` SAN) each host. */
 export function serverNames(): string[] {
@@ -63,6 +87,11 @@ export interface DemoFiles {
   readonly caFingerprint: string;
   /** false when the CA was already there */
   readonly caCreated: boolean;
+  /** the demo users' passwords and the OpenID client secret (JSON, owner-only) */
+  readonly idpSecrets: string;
+  readonly clientSecret: string;
+  /** the demo users with their passwords */
+  readonly users: readonly (DemoUser & { readonly password: string })[];
   readonly config: string;
   readonly log: string;
 }
@@ -126,6 +155,7 @@ export async function prepareDemoFiles(dir: string): Promise<DemoFiles> {
     clientKey: at('demo-client.key'),
     clientP12: at('demo-client.p12'),
     clientP12PasswordFile: at('demo-client.p12.password'),
+    idpSecrets: at('idp-secrets.json'),
     config: at('gatehouse.yaml'),
     log: at('access.log'),
   };
@@ -165,11 +195,60 @@ export async function prepareDemoFiles(dir: string): Promise<DemoFiles> {
     await writePrivate(f.clientP12PasswordFile, password + '\n');
   }
 
-  return { ...f, clientP12Password: password, caFingerprint: caX509.fingerprint256, caCreated };
+  const idp = await idpSecrets(f.idpSecrets);
+  const users = demoUsers.map((u) => ({ ...u, password: idp.passwords[u.email]! }));
+  return { ...f, clientP12Password: password, caFingerprint: caX509.fingerprint256, caCreated, clientSecret: idp.clientSecret, users };
 }
 
-/** Writes `gatehouse.yaml` for the running backends; paths in it are absolute so it works from anywhere. */
-export async function writeDemoConfig(files: DemoFiles, port: number, backends: SampleBackends): Promise<string> {
+/** A random password that is easy to type: letters and digits, none that look alike (about 70 bits for 12). */
+function typeable(length: number): string {
+  const alphabet = 'ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789';
+  return Array.from({ length }, () => alphabet[randomInt(alphabet.length)]).join('');
+}
+
+interface IdpSecrets {
+  clientSecret: string;
+  passwords: Record<string, string>;
+}
+
+/** The passwords and client secret in `path`; what is missing or unreadable is made anew (and the file rewritten). */
+async function idpSecrets(path: string): Promise<IdpSecrets> {
+  let kept: Partial<IdpSecrets> = {};
+  try {
+    kept = (JSON.parse((await readText(path)) ?? '{}') as Partial<IdpSecrets> | null) ?? {};
+  } catch {
+    // unreadable: made again
+  }
+  const usable = (v: unknown): v is string => typeof v === 'string' && v.length >= 12;
+  const passwords = Object.fromEntries(
+    demoUsers.map((u) => {
+      const password = kept.passwords?.[u.email];
+      return [u.email, usable(password) ? password : typeable(12)];
+    }),
+  );
+  const clientSecret = usable(kept.clientSecret) ? kept.clientSecret : randomBytes(32).toString('base64url');
+  const secrets = { clientSecret, passwords };
+  if (JSON.stringify(secrets) !== JSON.stringify(kept)) await writePrivate(path, JSON.stringify(secrets, null, 2) + '\n');
+  return secrets;
+}
+
+function origin(host: string, port: number): string {
+  return `https://${host}${port === 443 ? '' : `:${port}`}`;
+}
+
+/** The built-in IdP's users and its one client, Gatehouse, whose sign-in comes back to the auth host on `port`. */
+export function demoIdpOptions(files: DemoFiles, port: number): IdpOptions {
+  return {
+    users: files.users.map((u) => ({ email: u.email, password: u.password, name: u.name, groups: [...u.groups] })),
+    clients: [{ clientId: demoClientId, clientSecret: files.clientSecret, redirectUris: [`${origin(authHost, port)}/.gatehouse/callback`] }],
+  };
+}
+
+/**
+ * Writes `gatehouse.yaml` (owner-only: it holds the client secret) for the running backends and the IdP at
+ * `issuer`; paths in it are absolute so it works from anywhere.
+ */
+export async function writeDemoConfig(files: DemoFiles, port: number, backends: SampleBackends, issuer: string): Promise<string> {
   const abs = (path: string) => resolve(path);
   const config = {
     server: {
@@ -180,7 +259,11 @@ export async function writeDemoConfig(files: DemoFiles, port: number, backends: 
       shutdownTimeout: '2s',
     },
     store: { sqlite: { path: abs(join(files.dir, 'gatehouse.db')) } },
-    identity: { certificates: { trust: [abs(files.caCert)] } },
+    identity: {
+      oidc: { issuer, clientId: demoClientId, clientSecret: files.clientSecret, scopes: ['openid', 'email', 'profile', 'groups'], groupsClaim: 'groups' },
+      admins: demoAdmins,
+      certificates: { trust: [abs(files.caCert)] },
+    },
     routes: demoRoutes.map((r) => ({
       name: r.name,
       host: routeHost(r),
@@ -188,8 +271,9 @@ export async function writeDemoConfig(files: DemoFiles, port: number, backends: 
       auth: r.auth,
       ...(r.allow ? { allow: r.allow } : {}),
     })),
+    roles: demoRoles,
   };
-  const header = '# Written by `gatehouse demo` on every start: edits are overwritten (the sample apps get new ports each time).\n';
-  await writeFile(files.config, header + stringify(config));
+  const header = '# Written by `gatehouse demo` on every start: edits are overwritten (the sample apps and the IdP get new ports each time).\n';
+  await writePrivate(files.config, header + stringify(config));
   return files.config;
 }

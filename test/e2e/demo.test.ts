@@ -1,6 +1,6 @@
 /**
- * `gatehouse demo` as a user meets it: the real CLI in a child process, its banner read from stdout, and every
- * curl line it prints pasted into a shell as it is.
+ * `gatehouse demo` as a user meets it: the real CLI in a child process, its banner read from stdout, every
+ * curl line it prints pasted into a shell as it is, and the printed demo users signing in with Chromium.
  */
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,10 @@ import { readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import WebSocket from 'ws';
-import { curl, runCli, tempDir } from '../harness/index.ts';
+import { createLocalJWKSet, jwtVerify, type JSONWebKeySet } from 'jose';
+import type { Browser, Page } from 'playwright-core';
+import { curl, loginInBrowser, runCli, tempDir } from '../harness/index.ts';
+import { launchChromium } from '../harness/browser.ts';
 
 const bin = resolve(import.meta.dirname, '../../bin/gatehouse.mjs');
 
@@ -70,6 +73,22 @@ function runPrinted(line: string, cwd: string): Promise<{ status: number; redire
   });
 }
 
+/** The demo users the banner lists, email → password. */
+function bannerUsers(banner: string): Map<string, string> {
+  return new Map([...banner.matchAll(/^ +(\w+@demo\.localhost) +(\S+) /gm)].map((m) => [m[1]!, m[2]!]));
+}
+
+/** Opens `url` in a fresh context, signs in as `email` at the demo IdP, and returns the page and the final answer's status. */
+async function signIn(browser: Browser, url: string, email: string, password: string): Promise<{ page: Page; status: number }> {
+  const page = await (await browser.newContext()).newPage();
+  await page.goto(url); // → auth host → the IdP's sign-in form
+  const landed = page.waitForResponse((r) => r.url() === url);
+  assert.equal(await loginInBrowser(page, { email, password }), 'submitted');
+  const status = (await landed).status();
+  await page.waitForURL(url);
+  return { page, status };
+}
+
 function mode(path: string): number {
   return statSync(path).mode & 0o777;
 }
@@ -95,6 +114,8 @@ describe('gatehouse demo', () => {
       `curl --cacert demo/ca.crt https://echo.localhost:${port}/`,
       `curl --cacert demo/ca.crt --cert demo/demo-client.crt --key demo/demo-client.key https://secure.localhost:${port}/`,
       `curl --cacert demo/ca.crt https://secure.localhost:${port}/`,
+      `curl --cacert demo/ca.crt https://app.localhost:${port}/`,
+      `curl --cacert demo/ca.crt https://gate.localhost:${port}/.well-known/jwks.json`,
     ];
     for (const line of expected) assert.ok(curlLines.includes(line), `missing: ${line}\n${first.banner}`);
     assert.ok(curlLines.some((l) => l.includes('--cert-type P12 --cert demo/demo-client.p12:')));
@@ -106,6 +127,8 @@ describe('gatehouse demo', () => {
         assert.equal(r.redirect, `https://redirect.localhost:${port}/welcome`, line);
       } else if (line.includes('secure.localhost') && !line.includes('--cert')) {
         assert.equal(r.status, 403, `${line}: ${r.stderr}`);
+      } else if (line.includes('app.localhost')) {
+        assert.equal(r.status, 401, `${line}: ${r.stderr}`);
       } else {
         assert.equal(r.status, 200, `${line}: ${r.stderr}`);
       }
@@ -154,8 +177,43 @@ describe('gatehouse demo', () => {
     openSocket = ws; // left open: stopping must not wait for it, nor fail on its late log line
   });
 
-  it('keeps keys and the p12 password owner-only, and prints that password', () => {
-    for (const name of ['ca.key', 'server.key', 'demo-client.key', 'demo-client.p12', 'demo-client.p12.password']) {
+  it('signs the printed users in through the built-in IdP with Chromium: alice gets in, bob gets 403', async () => {
+    const port = first!.port;
+    const users = bannerUsers(first!.banner);
+    assert.deepEqual([...users.keys()], ['admin@demo.localhost', 'alice@demo.localhost', 'bob@demo.localhost'], first!.banner);
+    assert.ok(first!.banner.includes(`Sign in: open https://app.localhost:${port}/`), first!.banner);
+    assert.ok(first!.banner.includes(`Sign out: https://app.localhost:${port}/.gatehouse/logout`), first!.banner);
+    const serverCert = readFileSync(join(demoDir, 'server.crt'), 'utf8');
+    const browser = await launchChromium({ trust: [serverCert], hostRules: ['MAP *.localhost 127.0.0.1'] });
+    try {
+      const app = `https://app.localhost:${port}/`;
+      const alice = await signIn(browser, app, 'alice@demo.localhost', users.get('alice@demo.localhost')!);
+      assert.equal(alice.status, 200);
+      const who = await alice.page.locator('#who').innerText();
+      assert.match(who, /X-Gatehouse-User\s+alice@demo\.localhost/);
+      assert.match(who, /X-Gatehouse-Roles\s+staff/);
+
+      // the assertion the app received verifies against the JWKS the banner's curl line fetches
+      const echoed = (await (await alice.page.goto(`${app}?json`))!.json()) as { headers: Record<string, string> };
+      const jwks = await curl(['--cacert', join(demoDir, 'ca.crt'), `https://gate.localhost:${port}/.well-known/jwks.json`]);
+      assert.equal(jwks.status, 200);
+      const { payload } = await jwtVerify(echoed.headers['x-gatehouse-jwt-assertion']!, createLocalJWKSet(JSON.parse(jwks.body) as JSONWebKeySet), {
+        issuer: `https://gate.localhost:${port}`,
+      });
+      assert.equal(payload.email, 'alice@demo.localhost');
+      assert.deepEqual(payload.groups, ['staff']);
+
+      const bob = await signIn(browser, app, 'bob@demo.localhost', users.get('bob@demo.localhost')!);
+      assert.equal(bob.status, 403);
+      assert.match(await bob.page.title(), /403 Access denied/);
+      assert.doesNotMatch(await bob.page.content(), /id="who"/);
+    } finally {
+      await browser.close();
+    }
+  });
+
+  it('keeps keys, passwords and the configuration owner-only, and prints the p12 password', () => {
+    for (const name of ['ca.key', 'server.key', 'demo-client.key', 'demo-client.p12', 'demo-client.p12.password', 'idp-secrets.json', 'gatehouse.yaml']) {
       assert.equal(mode(join(demoDir, name)), 0o600, name);
     }
     const password = readFileSync(join(demoDir, 'demo-client.p12.password'), 'utf8').trim();
@@ -175,10 +233,13 @@ describe('gatehouse demo', () => {
     const ca = readFileSync(join(demoDir, 'ca.crt'), 'utf8');
     const fingerprint = new X509Certificate(ca).fingerprint256;
     const password = readFileSync(join(demoDir, 'demo-client.p12.password'), 'utf8').trim();
+    const secrets = readFileSync(join(demoDir, 'idp-secrets.json'), 'utf8');
     second = await startDemo(['--dir', demoDir, '--port', '0'], process.cwd());
     assert.equal(readFileSync(join(demoDir, 'ca.crt'), 'utf8'), ca);
     assert.ok(second.banner.includes(`${join(demoDir, 'ca.crt')}   reused, SHA-256 ${fingerprint}`), second.banner);
     assert.ok(second.banner.includes(`password: ${password}`));
+    assert.equal(readFileSync(join(demoDir, 'idp-secrets.json'), 'utf8'), secrets);
+    assert.deepEqual(bannerUsers(second.banner), bannerUsers(first!.banner));
     const p12 = second.curlLines.find((l) => l.includes('--cert-type P12'))!;
     assert.ok(p12.includes(`--cacert ${join(demoDir, 'ca.crt')}`), p12);
     assert.equal((await runPrinted(p12, process.cwd())).status, 200);
