@@ -52,7 +52,7 @@ program
 
 program
   .command('demo')
-  .description('start a complete local demo on embedded defaults: CA, certificates, sample backends, routes')
+  .description('start a complete local demo on embedded defaults: CA, certificates, an OpenID provider with demo users, sample backends, routes')
   .option('--dir <dir>', 'where the demo keeps its files', '.demo')
   .option('--port <port>', 'TLS front door port', '8443')
   .action(async (o: { dir: string; port: string }) => {
