@@ -36,6 +36,8 @@ export interface TokenValue {
   readonly created: number;
   readonly expires: number;
   readonly kind: 'cli' | 'api';
+  /** the IdP groups of the sign-in a CLI token came from (absent for tokens minted from the shell) */
+  readonly groups?: readonly string[];
 }
 
 export interface Token extends TokenValue {
@@ -264,11 +266,11 @@ export class SessionBook {
 
   // ------------------------------------------------------------------ tokens
 
-  async issueToken(user: string, name: string, ttlMs: number, kind: 'cli' | 'api'): Promise<{ token: string; record: Token }> {
+  async issueToken(user: string, name: string, ttlMs: number, kind: 'cli' | 'api', groups: readonly string[] = []): Promise<{ token: string; record: Token }> {
     const token = `gh_${randomSecret()}`;
     const id = sha256(token);
     const now = Date.now();
-    const value: TokenValue = { user, name, created: now, expires: now + ttlMs, kind };
+    const value: TokenValue = { user, name, created: now, expires: now + ttlMs, kind, ...(groups.length ? { groups } : {}) };
     const rec = await this.#store.put('token', id, value, { expiresAt: value.expires, ifRevision: 0 });
     this.#mirror.apply({ kind: 'token', id, revision: rec.revision, value, expiresAt: value.expires });
     return { token, record: { id, ...value } };

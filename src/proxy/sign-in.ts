@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { GatehouseError, messageOf, type ErrorCode, type Logger } from '../core/index.ts';
 import { SESSION_COOKIE, readCookie, sha256, type Session, type SessionBook, type OidcClient } from '../authn/index.ts';
 import type { RouteTable } from './route-table.ts';
+import { normalizePath } from './normalize-path.ts';
 
 export interface SignInState {
   readonly authHost: string;
@@ -109,7 +110,9 @@ export class SignIn {
     if (port !== s.publicPort) return undefined;
     const host = u.hostname.toLowerCase();
     if (host !== s.authHost && !s.routes.match(host)) return undefined;
-    if (u.pathname.startsWith('/.gatehouse/')) return undefined;
+    // checked as the front door will see it: %2E and // would otherwise hide a /.gatehouse/ path
+    const path = normalizePath(u.pathname);
+    if (path === undefined || path.startsWith('/.gatehouse/')) return undefined;
     return u;
   }
 
@@ -289,7 +292,7 @@ export class SignIn {
     if (!code) return refuse('ERR_TOKEN_INVALID', 'the code is unknown, used or expired');
     const challenge = createHash('sha256').update(verifier).digest('base64url');
     if (challenge !== code.challenge) return refuse('ERR_TOKEN_INVALID', 'the code_verifier does not match the code_challenge');
-    const { token, record } = await s.sessions.issueToken(code.user, String(fields.name || 'cli'), s.sessionTtlMs, 'cli');
+    const { token, record } = await s.sessions.issueToken(code.user, String(fields.name || 'cli'), s.sessionTtlMs, 'cli', code.groups);
     this.#log.info('token_issued', { id, user: code.user, token: record.id.slice(0, 12), kind: 'cli' });
     json(res, 200, { token, user: code.user, expires: new Date(record.expires).toISOString() }, id);
   }

@@ -69,6 +69,7 @@ export class StoreMirror {
   }
 
   get<T>(kind: string, id: string): T | undefined {
+    this.#store.catchUp?.();
     const e = this.#data.get(kind)?.get(id);
     if (!e) return undefined;
     if (e.expiresAt !== undefined && e.expiresAt <= Date.now()) return undefined;

@@ -150,6 +150,13 @@ export interface Store {
    */
   sweep(): Promise<number>;
 
+  /**
+   * Optional: delivers now, synchronously, to every watch, what other processes have committed and the
+   * watches have not seen yet — cheap when nothing changed. A store that has it lets an in-memory copy be
+   * exact on every read (a sign-out in one worker refuses the session on the next request in another).
+   */
+  catchUp?(): void;
+
   /** Whether the backend answers now. */
   healthy(): Promise<boolean>;
 

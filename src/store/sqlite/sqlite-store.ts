@@ -407,6 +407,11 @@ class SqliteStoreImpl implements SqliteStore {
     }
   }
 
+  /** What other connections committed reaches the watches now, not at the next poll (one PRAGMA when nothing changed). */
+  catchUp(): void {
+    this.#poll();
+  }
+
   /** Reads what each watch has not seen (in one snapshot), then hands it over. */
   #poll(): void {
     if (this.#closed || this.#watches.size === 0) return;
