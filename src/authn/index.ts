@@ -3,9 +3,10 @@ export {
   subjectFields,
   nameKey,
   formatDn,
+  dnFields,
   type RevocationSource,
 } from './client-certificate.ts';
-export { RevocationLists, dnFields, splitPemCertificates } from './revocation-lists.ts';
+export { RevocationLists, splitPemCertificates } from './revocation-lists.ts';
 export { Keyring } from './keyring.ts';
 export { OidcClient, type OidcSettings, type SignedIn } from './oidc.ts';
 export {

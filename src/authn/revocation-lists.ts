@@ -7,18 +7,8 @@ import { readFile } from 'node:fs/promises';
 import { X509Certificate } from 'node:crypto';
 import { normaliseSerial, parseCrl } from '../pki/index.ts';
 import { messageOf, type Logger } from '../core/index.ts';
-import { nameKey, type RevocationSource } from './client-certificate.ts';
+import { dnFields, nameKey, type RevocationSource } from './client-certificate.ts';
 
-/** Parses an OpenSSL-style multi-line DN ("CN=a\nOU=b") into fields. */
-export function dnFields(dn: string): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const line of dn.split('\n')) {
-    const eq = line.indexOf('=');
-    if (eq <= 0) continue;
-    (out[line.slice(0, eq)] ??= []).push(line.slice(eq + 1));
-  }
-  return out;
-}
 
 interface TrustedCa {
   readonly pem: string;

@@ -14,7 +14,8 @@ export interface MetricSnapshot {
 function labelKey(labels: Record<string, string>): string {
   let key = '';
   for (const k in labels) {
-    const v = labels[k]!.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n');
+    const raw = labels[k]!;
+    const v = /[\\"\n]/.test(raw) ? raw.replace(/\\/g, '\\\\').replace(/"/g, '\\"').replace(/\n/g, '\\n') : raw;
     key += (key ? ',' : '') + `${k}="${v}"`;
   }
   return key;
