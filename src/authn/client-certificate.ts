@@ -40,13 +40,23 @@ export function subjectFields(name: Record<string, string | string[]> | undefine
   return out;
 }
 
-/** Parses an OpenSSL-style multi-line DN ("CN=a\nOU=b", as X509Certificate prints it) into fields. */
+function unescapeDnValue(v: string): string {
+  if (!v.includes('\\')) return v;
+  return v.replace(/\\([0-9A-Fa-f]{2}|[\s\S])/g, (_, e: string) => (e.length === 2 ? String.fromCharCode(parseInt(e, 16)) : e));
+}
+
+/**
+ * Parses the DN text `X509Certificate` prints (one RDN a line, RFC 2253 escapes, several attributes of one RDN
+ * joined by " + ") into fields with their values unescaped: `O=Example\, Inc.` is `Example, Inc.`.
+ */
 export function dnFields(dn: string): Record<string, string[]> {
   const out: Record<string, string[]> = {};
   for (const line of dn.split('\n')) {
-    const eq = line.indexOf('=');
-    if (eq <= 0) continue;
-    (out[line.slice(0, eq)] ??= []).push(line.slice(eq + 1));
+    for (const part of line.split(/(?<!\\) \+ /)) {
+      const eq = part.indexOf('=');
+      if (eq <= 0) continue;
+      (out[part.slice(0, eq)] ??= []).push(unescapeDnValue(part.slice(eq + 1)));
+    }
   }
   return out;
 }
