@@ -8,7 +8,7 @@ import { STATUS_CODES } from 'node:http';
 import { connect as netConnect, isIP, type BlockList, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { errorStatus, nextRequestId, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
+import { errorStatus, isoNow, nextRequestId, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
 import { evaluate, type CertificateFacts, type Decision, type UserFacts } from '../policy/index.ts';
 import { SignIn } from './sign-in.ts';
 import type { ProxyState } from './proxy-state.ts';
@@ -510,7 +510,7 @@ ${html}</body></html>\n`;
     if (!state.accessLog) return;
     this.#o.log.line(
       JSON.stringify({
-        time: new Date().toISOString(),
+        time: isoNow(),
         event: 'request',
         id: rec.id,
         route: rec.route,
@@ -637,7 +637,7 @@ ${html}</body></html>\n`;
     if (!state.accessLog) return;
     this.#o.log.line(
       JSON.stringify({
-        time: new Date().toISOString(),
+        time: isoNow(),
         event: 'upgrade',
         id: rec.id,
         route: rec.route,
@@ -771,7 +771,7 @@ ${html}</body></html>\n`;
     this.#requests.inc({ route: '(none)', status: String(errorStatus[code]) });
     if (state.accessLog) {
       this.#o.log.line(
-        JSON.stringify({ time: new Date().toISOString(), event: 'request', id, code, status: errorStatus[code], reason: message }),
+        JSON.stringify({ time: isoNow(), event: 'request', id, code, status: errorStatus[code], reason: message }),
       );
     }
   };

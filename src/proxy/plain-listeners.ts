@@ -5,7 +5,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { nextRequestId, type ErrorCode, type Logger } from '../core/index.ts';
+import { isoNow, nextRequestId, type ErrorCode, type Logger } from '../core/index.ts';
 import type { ProxyState } from './proxy-state.ts';
 import { clientAddress, parseConnectTarget, parseHost, type FrontDoor } from './front-door.ts';
 import { rawErrorResponse, sendError } from './error-page.ts';
@@ -35,7 +35,7 @@ export interface ForwardProxyHandlers {
 
 export function forwardProxy(state: () => ProxyState, frontDoor: FrontDoor, log: Logger): ForwardProxyHandlers {
   function logLine(fields: Record<string, unknown>): void {
-    if (state().accessLog) log.line(JSON.stringify({ time: new Date().toISOString(), event: 'forward_proxy', ...fields }));
+    if (state().accessLog) log.line(JSON.stringify({ time: isoNow(), event: 'forward_proxy', ...fields }));
   }
   return {
     request(req, res) {
