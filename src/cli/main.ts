@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { Logger, messageOf, parseDuration } from '../core/index.ts';
 import { runCheck } from './check.ts';
 import { runPac } from './pac.ts';
+import { runExplain } from './explain.ts';
 import { runDemo } from './demo.ts';
 import { runLogin } from './login.ts';
 import { runTokenIssue, runTokenList, runTokenRevoke } from './token.ts';
@@ -48,6 +49,19 @@ program
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
   .action(async (o: { config: string }) => {
     process.exitCode = await runPac(o.config);
+  });
+
+program
+  .command('explain')
+  .description('print "allow: <rule>" or "deny: <reason>" for a request to URL (exit 0 either way)')
+  .argument('<url>', 'the request, e.g. https://grafana.corp.example.com/api/health')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .option('--user <email>', 'the signed-in user making the request')
+  .option('--cert <file>', 'the client certificate presented (PEM)')
+  .option('--method <method>', 'the HTTP method', 'GET')
+  .option('-v, --verbose', 'also list every rule considered')
+  .action(async (url: string, o: { config: string; user?: string; cert?: string; method: string; verbose?: boolean }) => {
+    process.exitCode = await runExplain(url, o);
   });
 
 program
