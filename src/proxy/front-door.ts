@@ -281,7 +281,8 @@ export class FrontDoor {
     if (origin) {
       try {
         const o = new URL(origin);
-        if (o.protocol === 'https:' && state.routes.match(o.hostname.toLowerCase())) {
+        const port = o.port ? Number(o.port) : 443;
+        if (o.protocol === 'https:' && port === state.publicPort && state.routes.match(o.hostname.toLowerCase())) {
           extra.push('access-control-allow-origin', origin, 'access-control-allow-credentials', 'true', 'vary', 'Origin');
         }
       } catch {
@@ -537,6 +538,7 @@ ${html}</body></html>\n`;
   readonly handleUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     const state = this.#o.state();
     const rec = this.#record(req);
+    this.#adopt(socket); // an upgraded socket leaves the HTTP server: shutdown must end it itself
     socket.on('error', () => socket.destroy());
     const refuse = (code: ErrorCode, message: string): void => {
       rec.code = code;
@@ -742,7 +744,7 @@ ${html}</body></html>\n`;
     socket.once('close', () => this.#tunnels.delete(socket));
   }
 
-  /** Ends every open CONNECT tunnel now (shutdown): the listeners' closeAllConnections() does not reach them. */
+  /** Ends every open CONNECT tunnel and upgraded connection now (shutdown): the listeners' closeAllConnections() does not reach them. */
   destroyTunnels(): void {
     for (const socket of this.#tunnels) socket.destroy();
     this.#tunnels.clear();

@@ -268,7 +268,7 @@ describe('sign-in over HTTP', () => {
         assert.equal(r.headers['access-control-allow-credentials'], 'true');
         assert.match(String(r.headers.vary), /Origin/i);
       }
-      for (const origin of ['https://evil.example', `http://b.corp.test:${gh.port}`, 'null', `https://b.corp.test.evil.example:${gh.port}`]) {
+      for (const origin of ['https://evil.example', `http://b.corp.test:${gh.port}`, 'null', `https://b.corp.test.evil.example:${gh.port}`, 'https://b.corp.test:1', 'https://b.corp.test']) {
         const r = await ask(origin);
         assert.equal(r.status, 401, origin);
         assert.equal(r.headers['access-control-allow-origin'], undefined, origin);
