@@ -99,6 +99,19 @@ export class SessionBook {
     this.#options = options;
   }
 
+  /** Reads a single-use record and deletes it; of two racing takers only one gets it. */
+  async #takeOnce<T>(kind: string, id: string): Promise<T | undefined> {
+    const rec = await this.#store.get<T>(kind, id);
+    if (!rec) return undefined;
+    try {
+      if (!(await this.#store.delete(kind, id, { ifRevision: rec.revision }))) return undefined;
+    } catch (err) {
+      if (err instanceof GatehouseError && err.code === 'ERR_STORE_CONFLICT') return undefined;
+      throw err;
+    }
+    return rec.value;
+  }
+
   // ------------------------------------------------------------------ sessions
 
   async create(user: string, groups: readonly string[], idToken: string | undefined): Promise<{ secret: string; session: Session }> {
@@ -207,18 +220,10 @@ export class SessionBook {
 
   /** Consumes a hand-off code for `host`: the session secret and where to go, or undefined (unknown, used, expired, other host). */
   async redeem(code: string, host: string): Promise<{ secret: string; returnPath: string } | undefined> {
-    const id = sha256(code);
-    const rec = await this.#store.get<{ session: string; host: string; returnPath: string }>('handoff', id);
-    if (!rec) return undefined;
-    try {
-      // delete first, conditionally: of two racing redemptions only one wins
-      if (!(await this.#store.delete('handoff', id, { ifRevision: rec.revision }))) return undefined;
-    } catch (err) {
-      if (err instanceof GatehouseError && err.code === 'ERR_STORE_CONFLICT') return undefined;
-      throw err;
-    }
-    if (rec.value.host !== host) return undefined;
-    return { secret: this.#keys.decrypt('handoff', rec.value.session), returnPath: rec.value.returnPath };
+    // taken (deleted) before the host is compared: a code tried on the wrong host is spent
+    const handoff = await this.#takeOnce<{ session: string; host: string; returnPath: string }>('handoff', sha256(code));
+    if (!handoff || handoff.host !== host) return undefined;
+    return { secret: this.#keys.decrypt('handoff', handoff.session), returnPath: handoff.returnPath };
   }
 
   // ------------------------------------------------------------------ sign-out across hosts
@@ -231,12 +236,10 @@ export class SessionBook {
   }
 
   async takeLogout(code: string): Promise<string | undefined> {
-    const id = sha256(code);
-    const rec = await this.#store.get<{ idToken: string }>('logout', id);
-    if (!rec) return undefined;
-    await this.#store.delete('logout', id).catch(() => false);
+    const carried = await this.#takeOnce<{ idToken: string }>('logout', sha256(code));
+    if (!carried) return undefined;
     try {
-      return this.#keys.decrypt('logout', rec.value.idToken);
+      return this.#keys.decrypt('logout', carried.idToken);
     } catch {
       return undefined;
     }
@@ -252,16 +255,8 @@ export class SessionBook {
   }
 
   async takeAttempt(state: string): Promise<LoginAttempt | undefined> {
-    const id = sha256(state);
-    const rec = await this.#store.get<LoginAttempt>('login', id);
-    if (!rec) return undefined;
-    try {
-      if (!(await this.#store.delete('login', id, { ifRevision: rec.revision }))) return undefined;
-    } catch (err) {
-      if (err instanceof GatehouseError && err.code === 'ERR_STORE_CONFLICT') return undefined;
-      throw err;
-    }
-    return { ...rec.value, verifier: this.#keys.decrypt('login', rec.value.verifier) };
+    const attempt = await this.#takeOnce<LoginAttempt>('login', sha256(state));
+    return attempt ? { ...attempt, verifier: this.#keys.decrypt('login', attempt.verifier) } : undefined;
   }
 
   // ------------------------------------------------------------------ tokens
@@ -299,18 +294,16 @@ export class SessionBook {
     return code;
   }
 
-  async redeemCliCode(code: string): Promise<{ user: string; groups: string[]; challenge: string; redirectUri: string } | undefined> {
-    const id = sha256(code);
-    const rec = await this.#store.get<{ user: string; groups: string[]; challenge: string; redirectUri: string }>('cli-code', id);
-    if (!rec) return undefined;
-    try {
-      if (!(await this.#store.delete('cli-code', id, { ifRevision: rec.revision }))) return undefined;
-    } catch (err) {
-      if (err instanceof GatehouseError && err.code === 'ERR_STORE_CONFLICT') return undefined;
-      throw err;
-    }
-    return rec.value;
+  async redeemCliCode(code: string): Promise<CliCode | undefined> {
+    return this.#takeOnce<CliCode>('cli-code', sha256(code));
   }
+}
+
+export interface CliCode {
+  readonly user: string;
+  readonly groups: string[];
+  readonly challenge: string;
+  readonly redirectUri: string;
 }
 
 export interface LoginAttempt {

@@ -13,38 +13,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import dns from 'node:dns';
-import { X509Certificate, createHash } from 'node:crypto';
 import { chromium, type Browser, type BrowserContext } from 'playwright-core';
 import { TestCa, startEcho, startGatehouse, tempDir, type Backend, type CertFiles, type RunningGatehouse } from '../harness/index.ts';
+import { CHROMIUM, resolveToLoopback, spkiPin } from '../harness/browser.ts';
 
-const CHROMIUM = '/usr/bin/chromium';
-
-/** Maps the test names to 127.0.0.1 in this process's promise-based lookup (Playwright's client-certificate proxy uses it); other names fail. */
-function mapTestNamesToLoopback(matches: (host: string) => boolean): () => void {
-  const promises = dns.promises as { lookup: typeof dns.promises.lookup };
-  const original = promises.lookup;
-  promises.lookup = (async (hostname: string, options?: { all?: boolean; family?: number }) => {
-    const name = hostname.toLowerCase();
-    if (!matches(name) && name !== 'localhost') {
-      throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname} (test resolver)`), { code: 'ENOTFOUND', hostname });
-    }
-    if (options?.family === 6) {
-      if (options.all) return [];
-      throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${hostname} (no IPv6 in tests)`), { code: 'ENOTFOUND', hostname });
-    }
-    const address = { address: '127.0.0.1', family: 4 };
-    return options?.all ? [address] : address;
-  }) as typeof dns.promises.lookup;
-  return () => {
-    promises.lookup = original;
-  };
-}
-
-function spkiPin(certPem: string): string {
-  const spki = new X509Certificate(certPem).publicKey.export({ type: 'spki', format: 'der' });
-  return createHash('sha256').update(spki).digest('base64');
-}
 
 describe('a real browser', () => {
   const t = tempDir();
@@ -84,7 +56,7 @@ describe('a real browser', () => {
       ],
     });
     P = gh.httpsPort;
-    restoreDns = mapTestNamesToLoopback((h) => h === 'gate.test' || h.endsWith('.corp.test'));
+    restoreDns = resolveToLoopback((h) => h === 'gate.test' || h.endsWith('.corp.test'));
     browser = await chromium.launch({
       executablePath: CHROMIUM,
       timeout: 20_000,

@@ -36,7 +36,7 @@ describe('stopping with WebSockets open', () => {
   });
 
   it('close() ends an open WebSocket within the shutdown timeout', async () => {
-    const ws = new WebSocket(`wss://127.0.0.1:${gh.httpsPort}/`, { ca: ca.certPem, servername: 'ws.corp.test', headers: { host: `ws.corp.test:${gh.httpsPort}` } });
+    const ws = new WebSocket(`wss://127.0.0.1:${gh.httpsPort}/`, { ca: ca.certPem, servername: 'ws.corp.test', headers: { host: `ws.corp.test:${gh.httpsPort}` } } as WebSocket.ClientOptions);
     await new Promise<void>((resolve, reject) => {
       ws.once('open', () => ws.send('hello'));
       ws.once('message', (m) => (String(m) === 'hello' ? resolve() : reject(new Error(String(m)))));
