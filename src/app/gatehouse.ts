@@ -12,6 +12,7 @@ import { formatProblems, loadConfig, locateProblems, type Config } from '../conf
 import { openStore, StoreMirror, type Store } from '../store/index.ts';
 import { AssertionSigner, Keyring, SessionBook } from '../authn/index.ts';
 import { FrontDoor, UpstreamPool, forwardProxy, redirectToHttps } from '../proxy/index.ts';
+import { DIRECTORY_MIRROR_KINDS, Directory } from '../directory/index.ts';
 import { buildState, withPublicPort, StateBuildError, type AppState, type Services } from './state.ts';
 
 export interface GatehouseOptions {
@@ -137,12 +138,14 @@ export class Gatehouse {
     let signer: AssertionSigner | undefined;
     try {
       const keyring = await Keyring.open(store, config.identity.secretsKey);
-      mirror = new StoreMirror(store, ['session', 'token']);
+      mirror = new StoreMirror(store, ['session', 'token', ...DIRECTORY_MIRROR_KINDS]);
       await mirror.start();
       const sessions = new SessionBook(store, mirror, keyring, { ttlMs: config.identity.session.ttl, idleMs: config.identity.session.idle });
       signer = new AssertionSigner({ store, keyring, log: options.log });
       await signer.start();
-      const services: Services = { sessions, signer, oidcClients: new Map() };
+      const directory = new Directory({ store, mirror, sessions, settings: { admins: config.identity.admins, roles: config.roles } });
+      await directory.seed();
+      const services: Services = { sessions, signer, directory, oidcClients: new Map() };
       const loaded = await loadState(options.configFile, { log: options.log, services, config });
       if (!loaded.ok) throw invalid(loaded.problems);
       const g = new Gatehouse(options, loaded.state, store, services, mirror);
@@ -171,6 +174,11 @@ export class Gatehouse {
 
   get store(): Store {
     return this.#store;
+  }
+
+  /** The long-lived services (sessions, directory…): for the JSON API and for tests. */
+  get services(): Services {
+    return this.#services;
   }
 
   #secureOptions(state: AppState) {
@@ -222,6 +230,8 @@ export class Gatehouse {
       (this.#https as unknown as { requestCert: boolean }).requestCert = next.tls.clientCas.length > 0;
     }
     this.#state = next;
+    this.#services.directory.configure({ admins: next.config.identity.admins, roles: next.config.roles });
+    this.#services.directory.seed().catch((err: unknown) => this.#o.log.error('directory_seed_failed', { error: messageOf(err) }));
     old.revocation.close();
     this.#o.log.info('config_reloaded', { file: this.#o.configFile, generation: next.proxy.generation, routes: next.config.routes.length });
     return { ok: true, generation: next.proxy.generation };

@@ -17,6 +17,7 @@ import {
   type SessionBook,
 } from '../authn/index.ts';
 import { compilePolicy } from '../policy/index.ts';
+import type { Directory } from '../directory/index.ts';
 import { RouteTable, originOf, renderPac, type ProxyState, type SignInState, type UpstreamTls } from '../proxy/index.ts';
 
 export interface TlsMaterial {
@@ -31,6 +32,8 @@ export interface TlsMaterial {
 export interface Services {
   readonly sessions: SessionBook;
   readonly signer: AssertionSigner;
+  /** people, memberships, role admins, access requests, service accounts, audit */
+  readonly directory: Directory;
   /** OIDC clients by settings, so a reload that keeps the IdP keeps its discovery */
   readonly oidcClients: Map<string, OidcClient>;
 }
@@ -147,6 +150,7 @@ export async function buildState(
     admins: new Set(config.identity.admins),
     signIn: options.services ? signInState(config, options.services, routes, publicPort) : undefined,
     signer: options.services?.signer,
+    directory: options.services?.directory,
     issuer: originOf(config.server.authHost, publicPort),
   };
   return {
@@ -188,6 +192,7 @@ function signInState(config: Readonly<Config>, services: Services, routes: Route
     allowedDomains: new Set(config.identity.allowedDomains),
     sessionTtlMs: ttl,
     jwks: () => services.signer.jwksJson(),
+    directory: services.directory,
   };
 }
 

@@ -49,6 +49,10 @@ export const errorStatus = {
   ERR_STORE_UNAVAILABLE: 503,
   ERR_STORE_CLOSED: 503,
   ERR_USAGE: 400,
+  // people and roles (the directory)
+  ERR_FORBIDDEN: 403,
+  ERR_NOT_FOUND: 404,
+  ERR_CONFLICT: 409,
 } as const satisfies Record<string, number>;
 
 export type ErrorCode = keyof typeof errorStatus;

@@ -251,12 +251,21 @@ export class FrontDoor {
       const token = await signIn.sessions.findToken(auth.slice(auth.indexOf(' ') + 1).trim());
       if (!token) return { invalidToken: true };
       const groups = token.groups ?? [];
-      return { user: { email: token.user, groups, roles: state.policy.rolesFor(token.user, groups) }, sessionId: `token:${token.id}` };
+      return { user: this.#userFacts(state, token.user, groups), sessionId: `token:${token.id}` };
     }
     const found = await this.#signIn.session(signIn, req, host);
     if (!found) return undefined;
     const { user, groups } = found.session;
-    return { user: { email: user, groups, roles: state.policy.rolesFor(user, groups) }, sessionId: found.session.id };
+    return { user: this.#userFacts(state, user, groups), sessionId: found.session.id };
+  }
+
+  /** A principal's facts: configured roles plus store memberships, and whether the directory disabled them (memory reads). */
+  #userFacts(state: ProxyState, email: string, groups: readonly string[]): UserFacts {
+    const directory = state.directory;
+    if (!directory) return { email, groups, roles: state.policy.rolesFor(email, groups) };
+    directory.touch(email);
+    const held = directory.rolesFromStore(email);
+    return { email, groups, roles: state.policy.rolesFor(email, groups, held.length ? held : undefined), disabled: directory.isDisabled(email) };
   }
 
   /** Not signed in: browsers go to sign in; API and XHR clients get 401 JSON (with CORS for a route's origin). */
@@ -369,9 +378,7 @@ export class FrontDoor {
       req,
       res,
       {
-        target,
-        agent: this.#o.pool.agentFor(target, tls, guard),
-        lookup: guard ? guardedLookup : undefined,
+        dispatcher: this.#o.pool.dispatcherFor(target, tls, guard, upstream.timeouts.connect),
         method: rec.method,
         path: target.basePath + pathAndQuery,
         headers,

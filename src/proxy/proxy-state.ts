@@ -5,6 +5,7 @@
 import type { BlockList } from 'node:net';
 import type { AssertionSigner, ClientCertificates } from '../authn/index.ts';
 import type { CompiledPolicy } from '../policy/index.ts';
+import type { Directory } from '../directory/index.ts';
 import type { SignInState } from './sign-in.ts';
 import type { RouteTable } from './route-table.ts';
 import type { UpstreamTls } from './upstream-pool.ts';
@@ -27,6 +28,8 @@ export interface ProxyState {
   readonly signIn: SignInState | undefined;
   /** signs X-Gatehouse-Jwt-Assertion; absent when no store is open */
   readonly signer: AssertionSigner | undefined;
+  /** store memberships and disabled users (memory reads); absent when no store is open */
+  readonly directory?: Directory | undefined;
   /** `https://AUTHHOST[:port]`, the `iss` of assertions */
   readonly issuer: string;
   readonly pac: string;

@@ -11,6 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { GatehouseError, messageOf, type ErrorCode, type Logger } from '../core/index.ts';
 import { SESSION_COOKIE, readCookie, sha256, type Session, type SessionBook, type OidcClient } from '../authn/index.ts';
 import type { RouteTable } from './route-table.ts';
+import type { Directory } from '../directory/index.ts';
 import { normalizePath } from './normalize-path.ts';
 
 export interface SignInState {
@@ -22,6 +23,8 @@ export interface SignInState {
   readonly allowedDomains: ReadonlySet<string>;
   readonly sessionTtlMs: number;
   readonly jwks: () => string;
+  /** records users on sign-in; absent in states built without one */
+  readonly directory?: Directory | undefined;
 }
 
 type Refuse = (code: ErrorCode, message: string) => void;
@@ -218,6 +221,14 @@ export class SignIn {
       this.#log.warn('login_refused', { id, user: who.email, reason: 'domain not allowed' });
       return refuse('ERR_DOMAIN_NOT_ALLOWED', `accounts of ${domain} may not sign in here`);
     }
+    let disabled: boolean;
+    try {
+      disabled = (await s.directory?.recordSignIn(who.email, req.socket.remoteAddress))?.disabled === true;
+    } catch (err) {
+      if (err instanceof GatehouseError) return refuse(err.code, err.message);
+      throw err;
+    }
+    if (disabled) return refuse('ERR_USER_DISABLED', `${who.email} is disabled`);
     const { secret } = await s.sessions.create(who.email, who.groups, who.idToken);
     this.#log.info('signed_in', { id, user: who.email, groups: who.groups.length });
     const cookies = [sessionCookie(s.sessions.cookieValue(secret, s.authHost), Math.floor(s.sessionTtlMs / 1000)), clearCookie(cookieName)];

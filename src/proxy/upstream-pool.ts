@@ -1,13 +1,12 @@
 /**
- * Pooled keep-alive connections to upstreams, one agent per origin and TLS setting, shared across
- * reloads (a reload that keeps an upstream keeps its warm connections). Templated upstreams that must not
- * reach loopback or link-local addresses get a lookup that refuses them, and literal addresses are checked
- * before dialling, so the address that was checked is the address that is dialled.
+ * Pooled keep-alive connections to upstreams: one undici `Pool` per origin, TLS setting and connect timeout,
+ * shared across reloads (a reload that keeps an upstream keeps its warm connections). Templated upstreams that
+ * must not reach loopback or link-local addresses get their own pools whose lookup refuses them, and literal
+ * addresses are checked before dialling, so the address that was checked is the address that is dialled.
  */
-import { Agent as HttpAgent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
+import { Pool, buildConnector } from 'undici';
 import type { UpstreamTarget } from './route-table.ts';
 
 export interface UpstreamTls {
@@ -69,49 +68,69 @@ export const guardedLookup: LookupFunction = (hostname, options, callback) => {
   });
 };
 
+/** Where `forward` sends a request: the pool, and the server name to give undici with every request. */
+export interface UpstreamDispatcher {
+  readonly pool: Pool;
+  /**
+   * One constant per pool. undici reconnects whenever a request's server name differs from its connection's,
+   * and derives one from the Host header when none is given; with this it never does. The TLS handshake uses
+   * the pool's own name regardless (see `dispatcherFor`).
+   */
+  readonly servername: string;
+}
+
+/** How long an idle upstream connection is kept (nginx's upstream default); an upstream's `Keep-Alive: timeout=N` hint wins (less 2 s). */
+const idleMs = 60_000;
+
 export class UpstreamPool {
-  readonly #agents = new Map<string, HttpAgent>();
+  readonly #pools = new Map<string, UpstreamDispatcher>();
 
   /**
-   * `guarded`: the connection must not reach a loopback or link-local address. Guarded agents never share
-   * pooled sockets with unguarded ones (a socket another route opened to localhost must not be reused).
+   * `guarded`: the connection must not reach a loopback or link-local address. Guarded pools never share
+   * connections with unguarded ones (a connection another route opened to localhost must not be reused).
+   * `connectTimeout` (ms) belongs to the pool: routes to one origin with different ones get different pools.
    */
-  agentFor(target: UpstreamTarget, tls: UpstreamTls | undefined, guarded = false): HttpAgent {
-    const key = (target.protocol === 'https:'
-      ? `${target.origin}|${tls?.serverName ?? ''}|${tls?.insecureSkipVerify ? 1 : 0}|${tls?.ca ?? ''}`
-      : target.origin) + (guarded ? '|guarded' : '');
-    let agent = this.#agents.get(key);
-    if (!agent) {
-      const common = {
-        keepAlive: true, keepAliveMsecs: 30_000, maxSockets: Infinity, maxFreeSockets: 512, scheduling: 'lifo' as const,
+  dispatcherFor(target: UpstreamTarget, tls: UpstreamTls | undefined, guarded: boolean, connectTimeout: number): UpstreamDispatcher {
+    const https = target.protocol === 'https:';
+    const key = `${https ? `${target.origin}|${tls?.serverName ?? ''}|${tls?.insecureSkipVerify ? 1 : 0}|${tls?.ca ?? ''}` : target.origin}|${connectTimeout}${guarded ? '|guarded' : ''}`;
+    let found = this.#pools.get(key);
+    if (!found) {
+      // SNI and the name the certificate must carry: tls.serverName, else the upstream's host name, none for an address
+      const sni = https ? (tls?.serverName ?? (isIP(target.hostname) ? undefined : target.hostname)) : undefined;
+      const connector = buildConnector({
+        timeout: connectTimeout,
+        keepAlive: true,
+        keepAliveInitialDelay: 30_000,
         ...(guarded ? { lookup: guardedLookup } : {}),
-      };
-      agent =
-        target.protocol === 'https:'
-          ? new HttpsAgent({
-              ...common,
-              ca: tls?.ca,
-              servername: tls?.serverName ?? (isIP(target.hostname) ? undefined : target.hostname),
-              rejectUnauthorized: !(tls?.insecureSkipVerify ?? false),
-            })
-          : new HttpAgent(common);
-      this.#agents.set(key, agent);
+        ...(https ? { ca: tls?.ca, servername: sni, rejectUnauthorized: !(tls?.insecureSkipVerify ?? false) } : {}),
+      });
+      const pool = new Pool(target.origin, {
+        connections: null,
+        pipelining: 1,
+        keepAliveTimeout: idleMs,
+        // undici would hand the connector a name taken from the request's Host header; ours wins
+        connect: (options, callback) => connector({ ...options, servername: sni }, callback),
+      });
+      const servername = sni ?? target.hostname;
+      found = Object.freeze({ pool, servername });
+      this.#pools.set(key, found);
     }
-    return agent;
+    return found;
   }
 
-  /** Drops agents for upstreams no longer in use (their idle sockets close; busy ones finish first). */
+  /** Drops pools for upstreams no longer in use: idle connections close now, busy ones when their request is done. */
   retain(keep: (key: string) => boolean): void {
-    for (const [key, agent] of this.#agents) {
+    for (const [key, found] of this.#pools) {
       if (!keep(key)) {
-        agent.destroy();
-        this.#agents.delete(key);
+        found.pool.close().catch(() => undefined);
+        this.#pools.delete(key);
       }
     }
   }
 
+  /** Closes every upstream connection now; requests still on them fail. */
   destroy(): void {
-    for (const agent of this.#agents.values()) agent.destroy();
-    this.#agents.clear();
+    for (const found of this.#pools.values()) found.pool.destroy().catch(() => undefined);
+    this.#pools.clear();
   }
 }

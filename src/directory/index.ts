@@ -1,0 +1,21 @@
+export { Directory, CONFIG_ACTOR, REQUEST_TTL_MS, type DirectoryOptions, type DirectoryRole, type DirectorySettings } from './directory.ts';
+export {
+  ACCESS_REQUEST_KIND,
+  AUDIT_KIND,
+  DIRECTORY_MIRROR_KINDS,
+  MEMBERSHIP_KIND,
+  ROLE_ADMIN_KIND,
+  SERVICE_ACCOUNT_KIND,
+  SERVICE_DOMAIN,
+  USER_KIND,
+  serviceIdentity,
+  type AccessRequest,
+  type AccessRequestStatus,
+  type Actor,
+  type AuditRecord,
+  type Membership,
+  type RoleAdmin,
+  type RoleAdminRecord,
+  type ServiceAccount,
+  type UserRecord,
+} from './records.ts';
