@@ -3,7 +3,7 @@
  * (A B C, C B A, …), each measurement after the machine is quiet and repeated when other processes
  * disturbed it. Reports the median req/s and the median server CPU per request of each.
  *
- *   BENCH_CASE=keep-alive|handshake BENCH_WORKERS=1 BENCH_ROUNDS=3 \
+ *   BENCH_CASE=keep-alive|handshake|login BENCH_WORKERS=1 BENCH_ROUNDS=3 \
  *     node --import tsx bench/compare.ts before=/tmp/before/bin/gatehouse.mjs after=bin/gatehouse.mjs [after:nolog=…]
  *
  * A name ending in `:nolog` runs that checkout with the access log off.
@@ -12,7 +12,7 @@ import { resolve } from 'node:path';
 import { runLoad } from './mtls-load.ts';
 import { cpuBetween, cpuSnapshot } from './process-cpu.ts';
 import { NOISY_CORES, waitForQuiet } from './quiet.ts';
-import { MTLS_HOST, OPEN_HOST, startTargets } from './targets.ts';
+import { LOGIN_HOST, MTLS_HOST, OPEN_HOST, startTargets } from './targets.ts';
 import { runWrk } from './wrk.ts';
 
 const which = process.env.BENCH_CASE ?? 'keep-alive';
@@ -43,7 +43,9 @@ for (let r = 0; r < rounds; r++) {
       const load = (d: number) =>
         which === 'keep-alive'
           ? runWrk({ url: `https://${OPEN_HOST}:${t.gatehousePort}/`, threads: 2, connections: 64, durationS: d })
-          : runLoad({ port: t.gatehousePort, servername: MTLS_HOST, tls: { cert: t.client.certPem, key: t.client.keyPem }, concurrency: 32, threads: 2, durationS: d });
+          : which === 'login'
+            ? runWrk({ url: `https://${LOGIN_HOST}:${t.gatehousePort}/`, threads: 2, connections: 64, durationS: d, headers: [`Cookie: ${t.loginCookie}`] })
+            : runLoad({ port: t.gatehousePort, servername: MTLS_HOST, tls: { cert: t.client.certPem, key: t.client.keyPem }, concurrency: 32, threads: 2, durationS: d });
       await load(warmupS);
       for (let attempt = 0; ; attempt++) {
         await waitForQuiet(120, log);

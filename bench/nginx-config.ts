@@ -49,6 +49,11 @@ ${temps(c.dir)}
       default_type text/plain;
       return 200 "host=$host xff=$http_x_forwarded_for proto=$http_x_forwarded_proto xfh=$http_x_forwarded_host rid=$http_x_request_id device=$http_x_gatehouse_device connection=$http_connection version=$server_protocol";
     }
+    # the identity Gatehouse sent for a signed-in session (case 3), and the cookies it let through
+    location = /identity {
+      default_type text/plain;
+      return 200 "user=$http_x_gatehouse_user roles=$http_x_gatehouse_roles cookie=$http_cookie jwt=$http_x_gatehouse_jwt_assertion";
+    }
   }
 }
 `;

@@ -4,8 +4,10 @@
  * profiles, and summarises the workers' profiles together (the idle primary is left out), with CPU µs per
  * request for each category and function.
  *
- *   node --import tsx bench/profile.ts [keep-alive|handshake]
+ *   node --import tsx bench/profile.ts [keep-alive|handshake|login]
  *
+ * `login` is case 3 of bench/run.ts: keep-alive to the `auth: login` route with a session cookie and
+ * identity headers (see bench/targets.ts).
  * Environment: BENCH_DURATION (default 10), BENCH_PROFILE_WORKERS (default 2), BENCH_ACCESS_LOG (on|off),
  * BENCH_PROFILE_TARGET=node-proxy to profile the minimal Node proxy of bench/node-floor-server.ts instead
  * (the same Node HTTP machinery without Gatehouse's code: the difference is ours).
@@ -17,11 +19,11 @@ import { join } from 'node:path';
 import { Child, freePort } from './child.ts';
 import { formatSummary, readProfile, summarise } from './cpuprofile-summary.ts';
 import { runLoad } from './mtls-load.ts';
-import { MTLS_HOST, OPEN_HOST, repoRoot, startTargets } from './targets.ts';
+import { LOGIN_HOST, MTLS_HOST, OPEN_HOST, repoRoot, startTargets } from './targets.ts';
 import { runWrk } from './wrk.ts';
 
 const which = process.argv[2] ?? 'keep-alive';
-if (which !== 'keep-alive' && which !== 'handshake') throw new Error('usage: profile.ts [keep-alive|handshake]');
+if (which !== 'keep-alive' && which !== 'handshake' && which !== 'login') throw new Error('usage: profile.ts [keep-alive|handshake|login]');
 const target = process.env.BENCH_PROFILE_TARGET ?? 'gatehouse';
 if (target !== 'gatehouse' && target !== 'node-proxy') throw new Error('BENCH_PROFILE_TARGET is gatehouse or node-proxy');
 if (target === 'node-proxy' && which !== 'keep-alive') throw new Error('the minimal Node proxy serves the keep-alive case only');
@@ -57,7 +59,9 @@ try {
   const load = (d: number) =>
     which === 'keep-alive'
       ? runWrk({ url: `https://${OPEN_HOST}:${port}/`, threads: 2, connections: 64, durationS: d })
-      : runLoad({ port, servername: MTLS_HOST, tls: { cert: t.client.certPem, key: t.client.keyPem }, concurrency: 32, threads: 2, durationS: d });
+      : which === 'login'
+        ? runWrk({ url: `https://${LOGIN_HOST}:${port}/`, threads: 2, connections: 64, durationS: d, headers: [`Cookie: ${t.loginCookie}`] })
+        : runLoad({ port, servername: MTLS_HOST, tls: { cert: t.client.certPem, key: t.client.keyPem }, concurrency: 32, threads: 2, durationS: d });
   requests += (await load(Math.min(3, durationS))).requests; // warm-up: in the profile too
   result = await load(durationS);
   requests += result.requests;

@@ -2,6 +2,12 @@
  * Everything the benchmark runs against, started once and shared by every case: a test CA with ECDSA P-256
  * certificates, the nginx backend (`200 ok`), nginx as the reference reverse proxy, and Gatehouse
  * (`bin/gatehouse.mjs serve` as a child). All on 127.0.0.1.
+ *
+ * Gatehouse also gets an `auth: login` route with identity headers and a signed-in session for it, made
+ * without an IdP: `identity.oidc` names a loopback issuer that is never contacted (discovery happens only
+ * when someone actually signs in), `identity.secretsKey` is fixed, and the session is written into
+ * Gatehouse's SQLite store before Gatehouse starts, with a keyring from the same secret, so the cookie's MAC
+ * is the one Gatehouse computes.
  */
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -9,6 +15,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { TestCa, type CertFiles } from '../test/harness/certs.ts';
+import { Keyring, SESSION_COOKIE, SessionBook } from '../src/authn/index.ts';
+import { Secret } from '../src/core/index.ts';
+import { openSqliteStore, StoreMirror } from '../src/store/index.ts';
 import { Child, freePort, removeOnExit } from './child.ts';
 import { backendConfig, proxyConfig } from './nginx-config.ts';
 
@@ -19,6 +28,20 @@ export const OPEN_HOST = 'localhost';
 /** The host that needs a client certificate; the mTLS generator sets SNI and Host itself. */
 export const MTLS_HOST = 'mtls.bench.test';
 export const SUBJECT_OU = 'bench';
+/**
+ * The host of the `auth: login` route. It must differ from OPEN_HOST and be resolvable without touching
+ * /etc/hosts: wrk takes SNI and Host from the URL and Gatehouse refuses a Host that differs from the SNI
+ * (421), so a made-up name with `-H Host:` does not work. An IP literal does (wrk sends it as SNI too).
+ */
+export const LOGIN_HOST = '127.0.0.1';
+/** The signed-in user: allowed on the login route by `allow.users`, given LOGIN_ROLE through LOGIN_GROUP. */
+export const LOGIN_USER = 'bench-user@bench.test';
+export const LOGIN_GROUP = 'bench-group';
+export const LOGIN_ROLE = 'bench-reader';
+/** Fixed so that the benchmark can compute the same cookie MAC as Gatehouse. Not a secret. */
+const SECRETS_KEY = 'gatehouse-bench-secrets-key-not-secret';
+const SESSION_TTL = { config: '12h', ms: 12 * 3600_000 };
+const SESSION_IDLE = { config: '2h', ms: 2 * 3600_000 };
 
 export interface TargetOptions {
   readonly workers: number;
@@ -29,6 +52,11 @@ export interface TargetOptions {
   readonly keepDir?: boolean;
   /** another checkout's bin/gatehouse.mjs (to compare a change), default this one's */
   readonly gatehouseBin?: string;
+  /**
+   * `identityHeaders` of the login route (case 3); default on, `BENCH_IDENTITY_HEADERS=off` turns it off to
+   * tell the cost of the session lookup from the cost of the headers
+   */
+  readonly identityHeaders?: boolean;
 }
 
 export interface Targets {
@@ -45,6 +73,10 @@ export interface Targets {
   readonly backend: Child;
   readonly nginx: Child | undefined;
   readonly gatehouse: Child;
+  /** `__Host-gatehouse=…`: the Cookie header of a signed-in session, valid for LOGIN_HOST */
+  readonly loginCookie: string;
+  /** whether the login route sends X-Gatehouse-User/-Roles/-Jwt-Assertion */
+  readonly identityHeaders: boolean;
   /** where each target's output goes */
   readonly files: { gatehouseLog: string; nginxAccessLog: string | undefined };
   close(): Promise<void>;
@@ -62,6 +94,23 @@ function nginx(name: string, dir: string, conf: string): Child {
     stderr: join(dir, 'stderr.log'),
     stopSignal: 'SIGQUIT',
   });
+}
+
+/**
+ * Creates a session for LOGIN_USER in the SQLite store at `dbPath`, as a sign-in would (SessionBook.create:
+ * stored hashed, kind `session`), and returns the cookie value for `host`. Run before Gatehouse starts: its
+ * workers load the session into their mirrors when they open the store.
+ */
+async function createSession(dbPath: string, host: string): Promise<string> {
+  const store = await openSqliteStore(dbPath);
+  try {
+    const keyring = Keyring.fromSecret(new Secret(SECRETS_KEY));
+    const book = new SessionBook(store, new StoreMirror(store, ['session']), keyring, { ttlMs: SESSION_TTL.ms, idleMs: SESSION_IDLE.ms });
+    const { secret } = await book.create(LOGIN_USER, [LOGIN_GROUP], undefined);
+    return book.cookieValue(secret, host);
+  } finally {
+    await store.close();
+  }
 }
 
 export async function startTargets(o: TargetOptions): Promise<Targets> {
@@ -118,6 +167,10 @@ export async function startTargets(o: TargetOptions): Promise<Targets> {
     const gdir = join(dir, 'gatehouse');
     mkdirSync(gdir);
     const configFile = join(gdir, 'gatehouse.yaml');
+    const dbPath = join(gdir, 'gatehouse.db');
+    const identityHeaders = o.identityHeaders ?? process.env.BENCH_IDENTITY_HEADERS !== 'off';
+    // never contacted: discovery happens only when someone signs in; port 9 (discard) has no listener anyway
+    const issuer = 'http://127.0.0.1:9/';
     writeFileSync(
       configFile,
       stringify({
@@ -129,8 +182,13 @@ export async function startTargets(o: TargetOptions): Promise<Targets> {
           accessLog: o.accessLog,
           shutdownTimeout: '5s',
         },
-        store: { sqlite: { path: join(gdir, 'gatehouse.db') } },
-        identity: { certificates: { trust: [ca.cert] } },
+        store: { sqlite: { path: dbPath } },
+        identity: {
+          oidc: { issuer, clientId: 'gatehouse-bench' },
+          secretsKey: SECRETS_KEY,
+          session: { ttl: SESSION_TTL.config, idle: SESSION_IDLE.config },
+          certificates: { trust: [ca.cert] },
+        },
         routes: [
           { name: 'open', host: OPEN_HOST, to: `http://127.0.0.1:${backendPort}`, auth: 'public' },
           {
@@ -140,9 +198,19 @@ export async function startTargets(o: TargetOptions): Promise<Targets> {
             auth: 'certificate',
             allow: { certificateSubject: { OU: SUBJECT_OU } },
           },
+          {
+            name: 'login',
+            host: LOGIN_HOST,
+            to: `http://127.0.0.1:${backendPort}`,
+            auth: 'login',
+            allow: { users: [LOGIN_USER] },
+            identityHeaders,
+          },
         ],
+        roles: [{ name: LOGIN_ROLE, groups: [LOGIN_GROUP] }],
       }),
     );
+    const loginCookie = `${SESSION_COOKIE}=${await createSession(dbPath, LOGIN_HOST)}`;
     const gatehouseLog = join(gdir, 'stdout.log');
     const gatehouse = Child.start({
       name: 'gatehouse',
@@ -168,6 +236,8 @@ export async function startTargets(o: TargetOptions): Promise<Targets> {
       backend,
       nginx: proxy,
       gatehouse,
+      loginCookie,
+      identityHeaders,
       files: { gatehouseLog, nginxAccessLog: o.accessLog && proxy ? join(dir, 'nginx', 'access.log') : undefined },
       close: stopAll,
     };

@@ -10,6 +10,8 @@ export interface WrkOptions {
   readonly connections: number;
   readonly durationS: number;
   readonly timeoutS?: number;
+  /** extra request headers, `Name: value` (wrk -H) */
+  readonly headers?: readonly string[];
 }
 
 export interface WrkResult {
@@ -46,7 +48,7 @@ export function parseWrk(raw: string): WrkResult {
 }
 
 export function runWrk(o: WrkOptions): Promise<WrkResult> {
-  const args = ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, '--timeout', `${o.timeoutS ?? 5}s`, '--latency', o.url];
+  const args = ['-t', String(o.threads), '-c', String(o.connections), '-d', `${o.durationS}s`, '--timeout', `${o.timeoutS ?? 5}s`, '--latency', ...(o.headers ?? []).flatMap((h) => ['-H', h]), o.url];
   return new Promise((resolve, reject) => {
     execFile('wrk', args, { timeout: (o.durationS + 30) * 1000, killSignal: 'SIGKILL' }, (err, stdout, stderr) => {
       if (err) return reject(new Error(`wrk ${args.join(' ')} failed: ${err.message}\n${stderr}`));
