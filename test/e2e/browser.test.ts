@@ -13,9 +13,9 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { chromium, type Browser, type BrowserContext } from 'playwright-core';
+import type { Browser, BrowserContext } from 'playwright-core';
 import { TestCa, startEcho, startGatehouse, tempDir, type Backend, type CertFiles, type RunningGatehouse } from '../harness/index.ts';
-import { CHROMIUM, resolveToLoopback, spkiPin } from '../harness/browser.ts';
+import { CHROMIUM, launchChromium, resolveToLoopback } from '../harness/browser.ts';
 
 
 describe('a real browser', () => {
@@ -57,23 +57,8 @@ describe('a real browser', () => {
     });
     P = gh.httpsPort;
     restoreDns = resolveToLoopback((h) => h === 'gate.test' || h.endsWith('.corp.test'));
-    browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      timeout: 20_000,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        // the loopback address stays itself (Playwright's own proxy for client certificates listens there)
-        '--host-resolver-rules=MAP *.corp.test 127.0.0.1, MAP gate.test 127.0.0.1, MAP * ~NOTFOUND, EXCLUDE 127.0.0.1',
-        `--ignore-certificate-errors-spki-list=${spkiPin(server.certPem)}`,
-      ],
-    });
+    // the loopback address stays itself (Playwright's own proxy for client certificates listens there)
+    browser = await launchChromium({ hostRules: ['MAP * ~NOTFOUND', 'EXCLUDE 127.0.0.1'], trust: [server.certPem] });
     plain = await browser.newContext();
   });
   after(async () => {
