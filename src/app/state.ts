@@ -18,7 +18,8 @@ import {
 } from '../authn/index.ts';
 import { compilePolicy } from '../policy/index.ts';
 import type { Directory } from '../directory/index.ts';
-import { RouteTable, originOf, renderPac, type ProxyState, type SignInState, type UpstreamTls } from '../proxy/index.ts';
+import { AdminApp } from '../admin/index.ts';
+import { RouteTable, normalizePath, originOf, renderPac, type ProxyState, type SignInState, type UpstreamTls } from '../proxy/index.ts';
 
 export interface TlsMaterial {
   readonly cert: string;
@@ -135,6 +136,9 @@ export async function buildState(
 
   const publicPort = options.publicPort || config.server.https.port;
   const routes = new RouteTable(config.routes);
+  const policy = compilePolicy(config.routes, config.roles);
+  const loginAvailable = config.identity.oidc !== undefined && options.services !== undefined;
+  const services = options.services;
   const proxy: ProxyState = {
     generation: ++generation,
     authHost: config.server.authHost,
@@ -143,15 +147,30 @@ export async function buildState(
     upstreamTls,
     trustedProxies: trustedProxyList(config.server.trustedProxies),
     certificates: new ClientCertificates(revocation),
-    loginAvailable: config.identity.oidc !== undefined && options.services !== undefined,
+    loginAvailable,
     pac: renderPac(config.routes, config.server.authHost, publicPort),
     accessLog: config.server.accessLog,
-    policy: compilePolicy(config.routes, config.roles),
+    policy,
     admins: new Set(config.identity.admins),
     signIn: options.services ? signInState(config, options.services, routes, publicPort) : undefined,
     signer: options.services?.signer,
     directory: options.services?.directory,
     issuer: originOf(config.server.authHost, publicPort),
+    authHostApp: services
+      ? new AdminApp({
+          config,
+          policy,
+          directory: services.directory,
+          sessions: services.sessions,
+          loginAvailable,
+          findRoute: (host) => {
+            const found = routes.matchDestination(host);
+            return found ? { name: found.match.route.name, config: found.match.route.config } : undefined;
+          },
+          normalizePath,
+          log: options.log,
+        })
+      : undefined,
   };
   return {
     config,

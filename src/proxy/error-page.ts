@@ -39,6 +39,8 @@ export interface ErrorBody {
   readonly message: string;
   readonly requestId: string;
   readonly route?: string | undefined;
+  /** for a signed-in user refused by policy: the dashboard page where they can ask for access (HTML only) */
+  readonly requestAccess?: string | undefined;
 }
 
 /** Whether the client prefers JSON over HTML. */
@@ -54,9 +56,11 @@ export function renderErrorHtml(e: ErrorBody): string {
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>${status} ${escapeHtml(title)} · Gatehouse</title>
 <style>body{font:16px/1.5 system-ui,sans-serif;max-width:40rem;margin:10vh auto;padding:0 1rem;color:#1f2328}
-h1{font-size:1.5rem}code{background:#f3f4f6;padding:.1rem .3rem;border-radius:4px}.meta{color:#57606a;font-size:.875rem}</style>
+h1{font-size:1.5rem}code{background:#f3f4f6;padding:.1rem .3rem;border-radius:4px}.meta{color:#57606a;font-size:.875rem}
+.button{display:inline-block;background:#1f6feb;color:#fff;padding:.4rem .9rem;border-radius:6px;text-decoration:none;font-weight:600}</style>
 </head><body><h1>${status} · ${escapeHtml(title)}</h1>
 <p>${escapeHtml(e.message)}</p>
+${e.requestAccess ? `<p><a class="button" href="${escapeHtml(e.requestAccess)}">Request access</a> · ask an admin of a role that grants it; you will see the answer on your dashboard.</p>` : ''}
 ${e.route ? `<p class="meta">Route: <code>${escapeHtml(e.route)}</code></p>` : ''}
 <p class="meta">Error <code>${e.code}</code> · request <code>${escapeHtml(e.requestId)}</code></p>
 </body></html>

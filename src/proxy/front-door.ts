@@ -11,7 +11,7 @@ import type { Duplex } from 'node:stream';
 import { errorStatus, isoNow, nextRequestId, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
 import { evaluate, type CertificateFacts, type Decision, type UserFacts } from '../policy/index.ts';
 import { SignIn } from './sign-in.ts';
-import type { ProxyState } from './proxy-state.ts';
+import type { AuthHostRequest, ProxyState } from './proxy-state.ts';
 import type { RouteMatch } from './route-table.ts';
 import { normalizePath, splitTarget } from './normalize-path.ts';
 import { upstreamRequestHeaders } from './headers.ts';
@@ -351,6 +351,12 @@ export class FrontDoor {
         const publicUrl = `https://${match.route.pattern || !rewrite ? publicHost : route.config.host}${pathAndQuery}`;
         return this.#notSignedIn(state, req, res, rec, route.name, host === publicHost || rewrite ? `https://${publicHost}${pathAndQuery}` : publicUrl, decision.reason);
       }
+      if (user && state.authHostApp && (decision.code === 'ERR_POLICY_DENIED' || decision.code === 'ERR_PERMISSION_DENIED')) {
+        const requestAccess = `${state.issuer}/request-access?route=${encodeURIComponent(route.name)}`;
+        rec.code = decision.code;
+        sendError(res, { code: decision.code, message: decision.reason, requestId: rec.id, route: route.name, requestAccess }, req.headers.accept);
+        return;
+      }
       return this.#refuse(req, res, rec, decision.code, decision.reason, route.name);
     }
     const target = match.target;
@@ -462,6 +468,28 @@ export class FrontDoor {
         'x-request-id', rec.id,
       ]);
       res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    const app = state.authHostApp;
+    if (app && signIn) {
+      const request: AuthHostRequest = {
+        requestId: rec.id,
+        origin: state.issuer,
+        path,
+        query: new URLSearchParams(query),
+        clientIp: this.#clientIp(req),
+        certificate: this.#certificate(state, req),
+        principal: async () => {
+          const who = await this.#principal(state, req, state.authHost);
+          if (!who || 'invalidToken' in who) return who;
+          rec.user = who.user.email;
+          return { user: who.user, via: who.sessionId.startsWith('token:') ? 'token' : 'session', id: who.sessionId.replace(/^token:/, '') };
+        },
+        loginUrl: (returnTo) => this.#signIn.loginUrl(signIn, returnTo),
+      };
+      this.#async(req, res, rec, async () => {
+        if (!(await app.handle(req, res, request))) this.#refuse(req, res, rec, 'ERR_ROUTE_NOT_FOUND', `nothing at ${path} on the auth host`);
+      });
       return;
     }
     if (path === '/') {

@@ -2,9 +2,10 @@
  * What the proxy reads from the current configuration. It is immutable: a reload builds a new one beside
  * the old and swaps it; a request reads it once and keeps it.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BlockList } from 'node:net';
 import type { AssertionSigner, ClientCertificates } from '../authn/index.ts';
-import type { CompiledPolicy } from '../policy/index.ts';
+import type { CertificateFacts, CompiledPolicy, UserFacts } from '../policy/index.ts';
 import type { Directory } from '../directory/index.ts';
 import type { SignInState } from './sign-in.ts';
 import type { RouteTable } from './route-table.ts';
@@ -34,4 +35,35 @@ export interface ProxyState {
   readonly issuer: string;
   readonly pac: string;
   readonly accessLog: boolean;
+  /** the dashboard and its JSON API on the auth host (`/`, `/assets/…`, `/api/v1/…`); wired in by the app */
+  readonly authHostApp?: AuthHostApp | undefined;
+}
+
+/** Who is calling the auth host, as the front door found out from the session cookie or a bearer token. */
+export interface Principal {
+  readonly user: UserFacts;
+  readonly via: 'session' | 'token';
+  /** the session id (cookie) or the token id (bearer) */
+  readonly id: string;
+}
+
+/** What the front door hands the auth-host application with each request. */
+export interface AuthHostRequest {
+  readonly requestId: string;
+  /** `https://AUTHHOST[:port]`: the origin the dashboard is served from (CSRF checks compare against it) */
+  readonly origin: string;
+  /** the normalised path */
+  readonly path: string;
+  readonly query: URLSearchParams;
+  readonly clientIp: string;
+  readonly certificate: CertificateFacts;
+  /** the caller: undefined when not signed in; `invalidToken` when a bearer token was sent but is unknown, revoked or expired */
+  readonly principal: () => Promise<Principal | { readonly invalidToken: true } | undefined>;
+  /** where to send a browser to sign in and come back to `returnTo` */
+  readonly loginUrl: (returnTo: string) => string;
+}
+
+/** The dashboard and API: answers the request and resolves true when it owns the path, else resolves false. */
+export interface AuthHostApp {
+  handle(req: IncomingMessage, res: ServerResponse, request: AuthHostRequest): Promise<boolean>;
 }

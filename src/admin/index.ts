@@ -1,0 +1,2 @@
+export { AdminApp } from './admin-app.ts';
+export type { AdminOptions } from './options.ts';
