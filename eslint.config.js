@@ -17,4 +17,17 @@ export default tseslint.config(
     files: ['**/*.mjs', '**/*.js'],
     languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } },
   },
+  {
+    // the dashboard: browser modules, no Node globals
+    files: ['src/admin/assets/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(
+        [
+          'document', 'window', 'fetch', 'history', 'location', 'URL', 'URLSearchParams', 'FormData', 'Intl', 'setTimeout',
+          'clearTimeout', 'navigator', 'HTMLElement', 'Element', 'Event', 'CustomEvent', 'Blob', 'console',
+        ].map((name) => [name, 'readonly']).concat([['process', 'off']]),
+      ),
+    },
+  },
 );

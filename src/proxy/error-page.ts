@@ -26,6 +26,13 @@ const titles: Partial<Record<ErrorCode, string>> = {
   ERR_CERT_INVALID: 'Client certificate not valid',
   ERR_CERT_SUBJECT_MISMATCH: 'Client certificate not allowed here',
   ERR_POLICY_DENIED: 'Access denied',
+  ERR_PERMISSION_DENIED: 'Access denied',
+  ERR_USER_DISABLED: 'Account disabled',
+  ERR_CERT_WRONG_USER: 'Client certificate of another user',
+  ERR_METHOD_NOT_ALLOWED: 'Method not allowed',
+  ERR_NOT_SIGNED_IN: 'Not signed in',
+  ERR_FORBIDDEN: 'Not allowed',
+  ERR_NOT_FOUND: 'Not found',
   ERR_INTERNAL: 'Internal error',
   ERR_NOT_READY: 'Not ready',
 };
