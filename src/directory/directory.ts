@@ -72,6 +72,8 @@ export const CONFIG_ACTOR: Actor = Object.freeze({ email: 'config' });
 export const REQUEST_TTL_MS = 30 * 24 * 3600_000;
 const LAST_SEEN_INTERVAL_MS = 60_000;
 const MAX_REASON = 1000;
+const actionPattern = /^[a-z][a-z0-9-]*(?:\.[a-z][a-z0-9-]*)+$/;
+const kindPattern = /^[a-z][a-z0-9-]*$/;
 const NO_ROLES: readonly string[] = Object.freeze([]);
 
 interface RoleEntry {
@@ -254,12 +256,12 @@ export class Directory {
     return value;
   }
 
-  /** The live tokens of `email` (any kind), never their secrets. */
-  async tokensOf(email: string): Promise<Token[]> {
-    const e = email.toLowerCase();
+  /** The live tokens of `email` (any kind), or of everyone when `email` is left out; never their secrets. */
+  async tokensOf(email?: string): Promise<Token[]> {
+    const e = email?.toLowerCase();
     const now = Date.now();
     return (await this.#listAll<TokenValue>('token'))
-      .filter((r) => r.value.user.toLowerCase() === e && r.value.expires > now)
+      .filter((r) => (e === undefined || r.value.user.toLowerCase() === e) && r.value.expires > now)
       .map((r) => ({ id: r.id, ...r.value }));
   }
 
@@ -538,6 +540,34 @@ export class Directory {
       out.push(r.value);
     }
     return out;
+  }
+
+  /**
+   * Writes the audit record of a change the directory does not make itself (a session revoked, a personal token
+   * issued or revoked): `actor` did `action` to `KIND:ID`, from `actor.from`. A disabled actor is refused. Never
+   * hand it a secret: the record is kept as given.
+   */
+  async appendAudit(actor: Actor, change: { action: string; kind: string; id: string; before?: unknown; after?: unknown }): Promise<AuditRecord> {
+    const who = this.#actor(actor);
+    const { action, kind, id } = change;
+    if (typeof action !== 'string' || !actionPattern.test(action)) {
+      throw new GatehouseError('ERR_BAD_REQUEST', `${JSON.stringify(action)} is not an audit action (e.g. token.revoke)`);
+    }
+    if (typeof kind !== 'string' || !kindPattern.test(kind) || typeof id !== 'string' || !id) {
+      throw new GatehouseError('ERR_BAD_REQUEST', 'an audit record needs the kind and id of what changed');
+    }
+    const record: AuditRecord = {
+      id: newId(),
+      time: Date.now(),
+      actor: who.email,
+      action,
+      target: `${kind}:${id}`,
+      ...(who.from ? { from: who.from } : {}),
+      ...(change.before !== undefined ? { before: change.before } : {}),
+      ...(change.after !== undefined ? { after: change.after } : {}),
+    };
+    await this.#store.put(AUDIT_KIND, record.id, record, { ifRevision: 0 });
+    return record;
   }
 
   // ------------------------------------------------------------------------------------------ internals

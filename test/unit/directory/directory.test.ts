@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { Keyring, SessionBook } from '../../../src/authn/index.ts';
 import { GatehouseError, type ErrorCode } from '../../../src/core/index.ts';
-import { DIRECTORY_MIRROR_KINDS, Directory, type DirectorySettings, type Membership } from '../../../src/directory/index.ts';
+import { DIRECTORY_MIRROR_KINDS, Directory, type AuditRecord, type DirectorySettings, type Membership } from '../../../src/directory/index.ts';
 import { StoreMirror, openSqliteStore, type SqliteStore } from '../../../src/store/index.ts';
 import { tempDir } from '../../harness/tmp.ts';
 
@@ -319,5 +319,42 @@ describe('Directory: audit', () => {
     assert.equal((await directory.audit(undefined, 2)).length, 2);
     assert.deepEqual((await directory.audit(undefined, 2, audit[1]!.id)).map((a) => a.id), [audit[2]!.id], 'pages on');
     assert.deepEqual(await directory.audit(Date.now() + 1000), [], 'nothing newer than since');
+  });
+
+  it('appends records for changes made elsewhere (sessions, personal tokens), refusing a disabled actor', async () => {
+    const { directory, sessions } = await world();
+    const issued = await sessions.issueToken('carol@example.com', 'laptop', hour, 'api');
+    const written = await directory.appendAudit(
+      { email: 'Carol@example.com', from: '192.0.2.7' },
+      { action: 'token.issue', kind: 'token', id: issued.record.id, after: issued.record },
+    );
+    await directory.appendAudit(ROOT, { action: 'token.revoke', kind: 'token', id: issued.record.id, before: issued.record });
+    const [revoked, added] = (await directory.audit()) as [AuditRecord, AuditRecord];
+    assert.deepEqual(added, written);
+    assert.deepEqual([added.actor, added.from, added.action, added.target], ['carol@example.com', '192.0.2.7', 'token.issue', `token:${issued.record.id}`]);
+    assert.equal(added.before, undefined);
+    assert.deepEqual(added.after, issued.record);
+    assert.deepEqual([revoked.actor, revoked.action], ['root@example.com', 'token.revoke']);
+    assert.deepEqual(revoked.before, issued.record);
+    assert.equal(revoked.after, undefined);
+
+    await refused(directory.appendAudit(EVE, { action: 'Token issue', kind: 'token', id: 'x' }), 'ERR_BAD_REQUEST');
+    await refused(directory.appendAudit(EVE, { action: 'token.issue', kind: 'token', id: '' }), 'ERR_BAD_REQUEST');
+    await refused(directory.appendAudit({ email: 'not an email' }, { action: 'token.issue', kind: 'token', id: 'x' }), 'ERR_BAD_REQUEST');
+    await directory.disable(EVE.email, ROOT);
+    await refused(directory.appendAudit(EVE, { action: 'session.revoke', kind: 'session', id: 'x' }), 'ERR_USER_DISABLED');
+    assert.equal((await directory.audit()).filter((a) => a.action === 'session.revoke').length, 0, 'nothing written for refusals');
+  });
+});
+
+describe('Directory: tokens', () => {
+  it('lists the live tokens of one user, or of everyone', async () => {
+    const { directory, sessions } = await world();
+    const a = await sessions.issueToken('carol@example.com', 'one', hour, 'api');
+    const b = await sessions.issueToken('dave@example.com', 'two', hour, 'cli');
+    const gone = await sessions.issueToken('dave@example.com', 'three', hour, 'cli');
+    await sessions.revokeToken(gone.record.id);
+    assert.deepEqual((await directory.tokensOf('CAROL@example.com')).map((t) => t.id), [a.record.id]);
+    assert.deepEqual((await directory.tokensOf()).map((t) => t.id).sort(), [a.record.id, b.record.id].sort());
   });
 });
