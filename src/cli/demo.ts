@@ -65,7 +65,7 @@ export function renderBanner({ files: f, port, backends, issuer }: BannerFacts):
     '',
     'Open in a browser (every *.localhost name is this machine):',
     ...demoRoutes.map((r) => `  ${pad(url(routeHost(r)), width)}${pad(r.auth, 13)}${r.about}`),
-    `  ${pad(url(authHost), width)}${pad('', 13)}Gatehouse's own pages (the auth host)`,
+    `  ${pad(url(authHost), width)}${pad('login', 13)}the dashboard: my access, roles and members, access requests, users, audit, explain`,
     '',
     'The sample apps, plain HTTP on 127.0.0.1, reached through Gatehouse:',
     ...Object.entries(backends).map(([name, b]) => `  ${pad(name, 10)}${b.origin}`),

@@ -60,11 +60,11 @@ export interface DemoUser {
 /** The people of the built-in OpenID provider: one root admin, one member of a role, one with no access. */
 export const demoUsers: readonly DemoUser[] = [
   { email: demoEmail('admin'), name: 'Demo Admin', groups: [], can: 'root admin (identity.admins): every route that needs sign-in' },
-  { email: demoEmail('alice'), name: 'Alice', groups: ['staff'], can: `role staff (members in the config; IdP group staff too): app.${demoDomain}` },
-  { email: demoEmail('bob'), name: 'Bob', groups: [], can: `signs in, but no rule or role lets him in: app.${demoDomain} answers 403` },
+  { email: demoEmail('alice'), name: 'Alice', groups: ['staff'], can: `role staff (members in the config; IdP group staff too): app.${demoDomain}; admin of staff: adds members and approves requests in the dashboard` },
+  { email: demoEmail('bob'), name: 'Bob', groups: [], can: `signs in, but no rule or role lets him in: app.${demoDomain} answers 403 with a "Request access" button` },
 ];
 const demoAdmins = [demoEmail('admin')];
-const demoRoles = [{ name: 'staff', description: 'demo staff: may use the app route', grants: ['app'], members: [demoEmail('alice')] }];
+const demoRoles = [{ name: 'staff', description: 'demo staff: may use the app route', grants: ['app'], members: [demoEmail('alice')], admins: [demoEmail('alice')] }];
 const demoClientId = 'gatehouse-demo';
 
 /** The names on the server certificate: the wildcard and (OpenSSL matches no `*.localhost` SAN) each host. */
