@@ -10,6 +10,7 @@ import { runExplain } from './explain.ts';
 import { runDemo } from './demo.ts';
 import { runLogin } from './login.ts';
 import { runTokenIssue, runTokenList, runTokenRevoke } from './token.ts';
+import { runCaCrl, runCaInit, runCaIssue, runCaList, runCaRevoke } from './ca.ts';
 import { serve } from '../app/index.ts';
 
 const debug = process.argv.includes('--debug');
@@ -114,6 +115,73 @@ token
   .argument('<id-prefix>', 'the token id or a unique prefix of it (see token list)')
   .action(async (id: string, o: { config: string }) => {
     process.exitCode = await runTokenRevoke({ config: o.config, id });
+  });
+
+const ca = program.command('ca').description('the internal certificate authority in the configured store: init, issue, revoke, list, crl');
+
+ca
+  .command('init')
+  .description('create the internal CA: a new root (default), an intermediate of your CA (--csr, then --import-cert), or an existing CA (--import-cert with --import-key)')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .option('--csr <out>', 'make a key and write a CSR to OUT for your CA to sign as an intermediate; finish with --import-cert')
+  .option('--import-cert <crt>', 'with --import-key: the CA certificate to import (then its chain); alone: the signed certificate that completes a --csr request')
+  .option('--import-key <key>', 'the unencrypted PEM private key of --import-cert')
+  .option('--org <name>', 'the O of a new CA\'s subject (CN is "Gatehouse internal CA")', 'Gatehouse')
+  .option('--force', 'replace an existing (or pending) CA: every certificate it issued stops being trusted')
+  .option('--allow-store-key', 'create the CA without identity.secretsKey (its key is then sealed with a key kept in the same store)')
+  .addHelpText(
+    'after',
+    `
+The CA certificate (and its chain) is printed on stdout; the key is sealed in the store with identity.secretsKey
+and never written out. An intermediate takes two steps:
+  gatehouse ca init -c FILE --csr gatehouse-ca.csr          # then have your CA sign it as a CA certificate
+  gatehouse ca init -c FILE --import-cert gatehouse-ca.crt  # the signed certificate first, then its issuers up to the root`,
+  )
+  .action(async (o: { config: string; csr?: string; importCert?: string; importKey?: string; org?: string; force?: boolean; allowStoreKey?: boolean }, cmd: Command) => {
+    const org = cmd.getOptionValueSource('org') === 'default' ? undefined : o.org;
+    process.exitCode = await runCaInit({ ...o, org });
+  });
+
+ca
+  .command('issue')
+  .description('issue a client certificate to a user\'s device or to a connector: writes PATH.crt, and PATH.key + PATH.p12 when no CSR is given (the p12 password is printed once on stdout)')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .option('--user <email>', 'a device certificate for this user (CN and emailAddress = the email)')
+  .option('--connector <name>', 'a connector certificate (CN = the name, OU = gatehouse-connector)')
+  .option('--device <name>', 'a label for the device, shown in lists (default: unnamed; the name for a connector)')
+  .option('--csr <file>', 'sign this PKCS#10 request (only its public key is used; the subject is set by Gatehouse)')
+  .option('--days <n>', 'validity in days, 1 to 825', '365')
+  .requiredOption('--out <path>', 'where to write PATH.crt (and PATH.key, PATH.p12); existing files are not overwritten')
+  .action(async (o: { config: string; user?: string; connector?: string; device?: string; csr?: string; days?: string; out: string }) => {
+    process.exitCode = await runCaIssue(o);
+  });
+
+ca
+  .command('revoke')
+  .description('revoke a certificate issued by the internal CA; a running Gatehouse refuses it at once and lists it in the CRL')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .argument('<serial>', 'the serial number in any spelling: 4F1A..., 4f:1a:..., 0x4f1a...')
+  .option('--reason <text>', 'why (kept in the certificate record and the audit log)')
+  .action(async (serial: string, o: { config: string; reason?: string }) => {
+    process.exitCode = await runCaRevoke({ ...o, serial });
+  });
+
+ca
+  .command('list')
+  .description('list the unexpired certificates issued by the internal CA (serial, kind, user or connector, device, dates, status)')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .option('--user <email>', 'only this user\'s certificates')
+  .option('--json', 'print JSON')
+  .action(async (o: { config: string; user?: string; json?: boolean }) => {
+    process.exitCode = await runCaList(o);
+  });
+
+ca
+  .command('crl')
+  .description('print the internal CA\'s current CRL (PEM) on stdout')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .action(async (o: { config: string }) => {
+    process.exitCode = await runCaCrl(o);
   });
 
 try {

@@ -53,6 +53,8 @@ export const errorStatus = {
   ERR_FORBIDDEN: 403,
   ERR_NOT_FOUND: 404,
   ERR_CONFLICT: 409,
+  // the internal CA
+  ERR_CA_NOT_INITIALISED: 503,
 } as const satisfies Record<string, number>;
 
 export type ErrorCode = keyof typeof errorStatus;
