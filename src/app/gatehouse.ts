@@ -13,6 +13,8 @@ import { openStore, StoreMirror, type Store } from '../store/index.ts';
 import { AssertionSigner, Keyring, SessionBook } from '../authn/index.ts';
 import { FrontDoor, UpstreamPool, forwardProxy, redirectToHttps } from '../proxy/index.ts';
 import { DIRECTORY_MIRROR_KINDS, Directory } from '../directory/index.ts';
+import { CA_MIRROR_KINDS, InternalCa } from '../ca/index.ts';
+import { createSecureContext, type SecureContext } from 'node:tls';
 import { buildState, withPublicPort, StateBuildError, type AppState, type Services } from './state.ts';
 
 export interface GatehouseOptions {
@@ -81,6 +83,10 @@ export class Gatehouse {
   #draining = false;
   readonly #services: Services;
   readonly #mirror: StoreMirror;
+  /** server certificates from the internal CA by the name they cover, for the clients' SNI */
+  readonly #sniContexts = new Map<string, { readonly ctx: SecureContext; readonly renewAt: number; readonly state: AppState }>();
+  readonly #unsubscribe: Array<() => void> = [];
+  #renewTimer: NodeJS.Timeout | undefined;
 
   private constructor(options: GatehouseOptions, state: AppState, store: Store, services: Services, mirror: StoreMirror) {
     this.#o = options;
@@ -109,9 +115,24 @@ export class Gatehouse {
         keepAliveTimeout: 65_000,
         maxHeaderSize: 16_384,
         ...(options.ticketKeys ? { ticketKeys: options.ticketKeys } : {}),
+        SNICallback: (name: string, done: (err: Error | null, ctx?: SecureContext) => void) => this.#sni(name, done),
       },
       this.#frontDoor.handleRequest,
     );
+    this.#unsubscribe.push(
+      services.ca.onRevoked((record) => {
+        const dropped = this.#frontDoor.dropCertificate(record.serial);
+        options.log.info('certificate_revoked', { serial: record.serial, user: record.user, droppedConnections: dropped });
+      }),
+      services.ca.onCaChanged(() => {
+        this.#sniContexts.clear();
+        void this.reload();
+      }),
+    );
+    this.#renewTimer = setInterval(() => {
+      const at = this.#state.tls.renewAt;
+      if (at !== undefined && Date.now() >= at) void this.reload();
+    }, 60_000).unref();
     this.#https.on('upgrade', this.#frontDoor.handleUpgrade);
     this.#https.on('connect', this.#frontDoor.handleConnect);
     this.#https.on('clientError', this.#frontDoor.handleClientError);
@@ -136,16 +157,26 @@ export class Gatehouse {
     const store = await openStore(config.store, '.');
     let mirror: StoreMirror | undefined;
     let signer: AssertionSigner | undefined;
+    let ca: InternalCa | undefined;
     try {
       const keyring = await Keyring.open(store, config.identity.secretsKey);
-      mirror = new StoreMirror(store, ['session', 'token', ...DIRECTORY_MIRROR_KINDS]);
+      mirror = new StoreMirror(store, ['session', 'token', ...DIRECTORY_MIRROR_KINDS, ...CA_MIRROR_KINDS]);
       await mirror.start();
+      ca = new InternalCa({ store, keyring, secretsKeyConfigured: config.identity.secretsKey !== undefined, mirror, log: options.log });
+      await ca.start();
       const sessions = new SessionBook(store, mirror, keyring, { ttlMs: config.identity.session.ttl, idleMs: config.identity.session.idle });
       signer = new AssertionSigner({ store, keyring, log: options.log });
       await signer.start();
-      const directory = new Directory({ store, mirror, sessions, settings: { admins: config.identity.admins, roles: config.roles } });
+      const authority = ca;
+      const directory = new Directory({
+        store,
+        mirror,
+        sessions,
+        settings: { admins: config.identity.admins, roles: config.roles },
+        revokeCertificates: async (email, by) => (authority.info()?.state === 'active' ? (await authority.revokeAllOf(email, by, 'user disabled')).length : 0),
+      });
       await directory.seed();
-      const services: Services = { sessions, signer, directory, oidcClients: new Map() };
+      const services: Services = { sessions, signer, directory, ca, oidcClients: new Map() };
       const loaded = await loadState(options.configFile, { log: options.log, services, config });
       if (!loaded.ok) throw invalid(loaded.problems);
       const g = new Gatehouse(options, loaded.state, store, services, mirror);
@@ -157,6 +188,7 @@ export class Gatehouse {
       }
       return g;
     } catch (err) {
+      ca?.close();
       mirror?.close();
       signer?.destroy();
       await store.close().catch(() => undefined);
@@ -179,6 +211,28 @@ export class Gatehouse {
   /** The long-lived services (sessions, directory…): for the JSON API and for tests. */
   get services(): Services {
     return this.#services;
+  }
+
+  /** SNI without server.tls: the route host's own certificate from the internal CA; anything else gets the default. */
+  #sni(name: string, done: (err: Error | null, ctx?: SecureContext) => void): void {
+    const state = this.#state;
+    const certificateFor = state.tls.certificateFor;
+    if (!certificateFor) return done(null);
+    certificateFor(name).then(
+      (issued) => {
+        if (!issued) return done(null);
+        const cached = this.#sniContexts.get(issued.id);
+        if (cached && cached.state === state && cached.renewAt === issued.renewAt) return done(null, cached.ctx);
+        const ctx = createSecureContext({ ...this.#secureOptions(state), cert: issued.certPem, key: issued.keyPem });
+        if (this.#o.ticketKeys) ctx.context.setTicketKeys(this.#o.ticketKeys);
+        this.#sniContexts.set(issued.id, { ctx, renewAt: issued.renewAt, state });
+        done(null, ctx);
+      },
+      (err: unknown) => {
+        this.#o.log.error('server_certificate_failed', { host: name, error: messageOf(err) });
+        done(null); // the default certificate: the client sees a name mismatch rather than a reset
+      },
+    );
   }
 
   #secureOptions(state: AppState) {
@@ -230,6 +284,7 @@ export class Gatehouse {
       (this.#https as unknown as { requestCert: boolean }).requestCert = next.tls.clientCas.length > 0;
     }
     this.#state = next;
+    this.#sniContexts.clear();
     this.#services.directory.configure({ admins: next.config.identity.admins, roles: next.config.roles });
     this.#services.directory.seed().catch((err: unknown) => this.#o.log.error('directory_seed_failed', { error: messageOf(err) }));
     old.revocation.close();
@@ -277,6 +332,9 @@ export class Gatehouse {
     }
     this.#pool.destroy();
     this.#state.revocation.close();
+    clearInterval(this.#renewTimer);
+    for (const off of this.#unsubscribe.splice(0)) off();
+    this.#services.ca.close();
     this.#mirror.close();
     this.#services.signer.destroy();
     await this.#store.close().catch(() => undefined);

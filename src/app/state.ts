@@ -14,11 +14,14 @@ import {
   RevocationLists,
   splitPemCertificates,
   type AssertionSigner,
+  type InternalTrust,
   type SessionBook,
 } from '../authn/index.ts';
 import { compilePolicy } from '../policy/index.ts';
 import type { Directory } from '../directory/index.ts';
+import { X509Certificate } from 'node:crypto';
 import { AdminApp } from '../admin/index.ts';
+import type { InternalCa } from '../ca/index.ts';
 import { RouteTable, normalizePath, originOf, renderPac, type ProxyState, type SignInState, type UpstreamTls } from '../proxy/index.ts';
 
 export interface TlsMaterial {
@@ -27,6 +30,10 @@ export interface TlsMaterial {
   /** trusted CA certificates for client certificates (PEM each) */
   readonly clientCas: readonly string[];
   readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** when `cert` was issued by the internal CA (no `server.tls`): when to issue it again */
+  readonly renewAt?: number | undefined;
+  /** no `server.tls`: the certificate for a host name the client asked for by SNI (undefined: the default one) */
+  readonly certificateFor?: ((serverName: string) => Promise<{ certPem: string; keyPem: string; renewAt: number; id: string } | undefined>) | undefined;
 }
 
 /** The long-lived parts a state is built on: they outlive reloads. */
@@ -35,6 +42,8 @@ export interface Services {
   readonly signer: AssertionSigner;
   /** people, memberships, role admins, access requests, service accounts, audit */
   readonly directory: Directory;
+  /** the internal CA: device, connector and server certificates, revocation, CRL */
+  readonly ca: InternalCa;
   /** OIDC clients by settings, so a reload that keeps the IdP keeps its discovery */
   readonly oidcClients: Map<string, OidcClient>;
 }
@@ -83,11 +92,29 @@ export async function buildState(
 ): Promise<AppState> {
   const problems: BuildProblem[] = [];
   const tlsConfig = config.server.tls;
-  if (!tlsConfig) {
-    problems.push({ path: ['server'], message: 'tls: a server certificate is required (cert and key)' });
+  const ca = options.services?.ca;
+  const caActive = ca?.info()?.state === 'active';
+  let cert = tlsConfig ? await read(tlsConfig.cert, 'certificate', problems, ['server', 'tls', 'cert']) : '';
+  let key = tlsConfig ? await read(tlsConfig.key, 'key', problems, ['server', 'tls', 'key']) : '';
+  let renewAt: number | undefined;
+  if (!tlsConfig && ca) {
+    // no server.tls: the internal CA issues the auth host's certificate (the default) and one per route host (by SNI)
+    if (!caActive) {
+      problems.push({
+        path: ['server'],
+        message: 'tls is absent, so Gatehouse issues its own server certificates from the internal CA, but there is no CA yet: run `gatehouse ca init -c FILE` (or set server.tls)',
+      });
+    } else {
+      try {
+        const issued = await ca.serverCertificate([config.server.authHost]);
+        cert = issued.certPem;
+        key = issued.keyPem;
+        renewAt = issued.renewAt;
+      } catch (err) {
+        problems.push({ path: ['server'], message: `the internal CA could not issue the server certificate: ${messageOf(err)}` });
+      }
+    }
   }
-  const cert = tlsConfig ? await read(tlsConfig.cert, 'certificate', problems, ['server', 'tls', 'cert']) : '';
-  const key = tlsConfig ? await read(tlsConfig.key, 'key', problems, ['server', 'tls', 'key']) : '';
   if (cert && key) {
     try {
       createSecureContext({ cert, key });
@@ -100,7 +127,11 @@ export async function buildState(
   const trust = config.identity.certificates.trust;
   for (let i = 0; i < trust.length; i++) {
     const entry = trust[i]!;
-    if (entry === 'internal') continue; // the internal CA joins when it exists
+    if (entry === 'internal') {
+      if (caActive) clientCas.push(...splitPemCertificates(ca!.caBundlePem()));
+      else if (ca) options.log?.warn('internal_ca_missing', { message: 'identity.certificates.trust names "internal", but there is no internal CA yet: run gatehouse ca init' });
+      continue;
+    }
     const pem = await read(entry, 'CA file', problems, ['identity', 'certificates', 'trust', i]);
     if (!pem) continue;
     const certs = splitPemCertificates(pem);
@@ -146,7 +177,11 @@ export async function buildState(
     routes,
     upstreamTls,
     trustedProxies: trustedProxyList(config.server.trustedProxies),
-    certificates: new ClientCertificates(revocation),
+    certificates: new ClientCertificates(revocation, {
+      internal: caActive && trust.includes('internal') ? internalTrust(ca!) : undefined,
+      userField: config.identity.certificates.userField,
+    }),
+    caPublisher: caActive ? ca : undefined,
     loginAvailable,
     pac: renderPac(config.routes, config.server.authHost, publicPort),
     accessLog: config.server.accessLog,
@@ -175,9 +210,52 @@ export async function buildState(
   return {
     config,
     proxy,
-    tls: { cert, key, clientCas, minVersion: tlsConfig?.minVersion ?? 'TLSv1.2' },
+    tls: {
+      cert,
+      key,
+      clientCas,
+      minVersion: tlsConfig?.minVersion ?? 'TLSv1.2',
+      renewAt,
+      certificateFor: !tlsConfig && caActive ? (name) => serverCertificateFor(ca!, routes, config.server.authHost, name) : undefined,
+    },
     revocation,
   };
+}
+
+function internalTrust(ca: InternalCa): InternalTrust {
+  return {
+    ca: new X509Certificate(ca.caCertificatePem()),
+    lookup: (serial) => {
+      const record = ca.recordOf(serial);
+      return record ? { revoked: record.revoked !== undefined, user: record.user } : undefined;
+    },
+  };
+}
+
+/**
+ * The server certificate for a name a client asked for by SNI: a route host gets its own, a host matched by a
+ * pattern whose `*` is in the first label gets the wildcard of its parent domain; anything else (the auth host,
+ * unknown names) gets the default certificate.
+ */
+async function serverCertificateFor(
+  ca: InternalCa,
+  routes: RouteTable,
+  authHost: string,
+  serverName: string,
+): Promise<{ certPem: string; keyPem: string; renewAt: number; id: string } | undefined> {
+  const name = serverName.toLowerCase().replace(/\.$/, '');
+  if (name === authHost) return undefined;
+  const match = routes.match(name);
+  if (!match) return undefined;
+  let host = name;
+  if (match.route.pattern) {
+    const pattern = match.route.config.host;
+    const dot = pattern.indexOf('.');
+    if (dot < 0 || pattern.slice(dot).includes('*')) return undefined;
+    host = `*${name.slice(name.indexOf('.'))}`;
+  }
+  const issued = await ca.serverCertificate([host]);
+  return { certPem: issued.certPem, keyPem: issued.keyPem, renewAt: issued.renewAt, id: host };
 }
 
 function oidcFor(config: Readonly<Config>, services: Services): OidcClient | undefined {

@@ -4,6 +4,7 @@
  * here on every request against the loaded CRLs, so a newly revoked certificate is refused on the next
  * request, even on an open keep-alive connection.
  */
+import type { X509Certificate } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { CertificateFacts, CertificateStatus } from '../policy/index.ts';
 import { canonicalSerialFromNode } from '../pki/index.ts';
@@ -12,6 +13,20 @@ import { canonicalSerialFromNode } from '../pki/index.ts';
 export interface RevocationSource {
   /** undefined when the status cannot be known (a configured CRL is not loaded) */
   isRevoked(issuerKey: string, serial: string): boolean | undefined;
+}
+
+/** The internal CA as the TLS layer needs it: its certificate, and memory lookups by serial. */
+export interface InternalTrust {
+  /** the CA that issues device certificates */
+  readonly ca: X509Certificate;
+  /** what the CA's records say of a serial: undefined when it never issued it (or the record is gone) */
+  lookup(serial: string): { readonly revoked: boolean; readonly user?: string | undefined } | undefined;
+}
+
+export interface ClientCertificateOptions {
+  readonly internal?: InternalTrust | undefined;
+  /** subject field naming the user of a certificate from an external CA (`identity.certificates.userField`) */
+  readonly userField?: string | undefined;
 }
 
 const verifyErrors: Record<string, CertificateStatus> = {
@@ -80,6 +95,10 @@ interface CachedPeer {
   readonly notAfter: number;
   readonly notBefore: number;
   readonly issuerKey: string;
+  /** issued by the internal CA (its revocation and user come from the CA's records) */
+  readonly internal: boolean;
+  /** for an external CA's certificate: the user its subject names (`userField`) */
+  readonly subjectUser: string | undefined;
 }
 
 const missing: CertificateFacts = { status: 'missing' };
@@ -87,7 +106,16 @@ const missing: CertificateFacts = { status: 'missing' };
 export class ClientCertificates {
   readonly #cache = new WeakMap<TLSSocket, CachedPeer | null>();
 
-  constructor(private readonly revocation: RevocationSource) {}
+  readonly #internal: InternalTrust | undefined;
+  readonly #userField: string | undefined;
+
+  constructor(
+    private readonly revocation: RevocationSource,
+    options: ClientCertificateOptions = {},
+  ) {
+    this.#internal = options.internal;
+    this.#userField = options.userField;
+  }
 
   facts(socket: TLSSocket): CertificateFacts {
     let cached = this.#cache.get(socket);
@@ -101,10 +129,17 @@ export class ClientCertificates {
     const now = Date.now();
     if (now > cached.notAfter) return { ...base, status: 'expired' };
     if (now < cached.notBefore) return { ...base, status: 'not-yet-valid' };
+    if (cached.internal) {
+      // the CA's records are in memory and follow the store: a revocation anywhere applies to the next request
+      const known = this.#internal!.lookup(base.serial!);
+      if (!known) return { ...base, status: 'invalid', detail: 'the internal CA has no record of this certificate' };
+      if (known.revoked) return { ...base, status: 'revoked' };
+      return known.user === undefined ? base : { ...base, user: known.user };
+    }
     const revoked = this.revocation.isRevoked(cached.issuerKey, base.serial!);
     if (revoked === true) return { ...base, status: 'revoked' };
     if (revoked === undefined) return { ...base, status: 'invalid', detail: 'its revocation status cannot be checked: a revocation list is not loaded' };
-    return base;
+    return cached.subjectUser === undefined ? base : { ...base, user: cached.subjectUser };
   }
 
   #inspect(socket: TLSSocket): CachedPeer | null {
@@ -122,11 +157,18 @@ export class ClientCertificates {
       serial: canonicalSerialFromNode(peer.serialNumber),
       ...(err && status !== 'untrusted' && status !== 'expired' ? { detail: err } : {}),
     };
+    // issued by the internal CA: name, key identifiers and signature, so a CA elsewhere with the same name is not it
+    const ca = this.#internal?.ca;
+    const internal = status === 'valid' && ca !== undefined && peer.checkIssued(ca) && peer.verify(ca.publicKey);
+    const field = this.#userField;
+    const named = !internal && field ? subject[field]?.[0]?.trim().toLowerCase() : undefined;
     return {
       base,
       notAfter: Date.parse(peer.validTo),
       notBefore: Date.parse(peer.validFrom),
       issuerKey: nameKey(dnFields(peer.issuer)),
+      internal,
+      subjectUser: named || undefined,
     };
   }
 }

@@ -5,6 +5,8 @@ export {
   formatDn,
   dnFields,
   type RevocationSource,
+  type InternalTrust,
+  type ClientCertificateOptions,
 } from './client-certificate.ts';
 export { RevocationLists, splitPemCertificates } from './revocation-lists.ts';
 export { Keyring } from './keyring.ts';

@@ -145,6 +145,11 @@ const identitySchema = z
           .describe('"internal" and/or PEM files of CAs whose client certificates are trusted'),
         crl: z.array(z.string().min(1)).default([]).describe('CRL files (PEM or DER) or http(s) URLs'),
         crlRefresh: duration('5m').prefault('5m').describe('how often CRL URLs and files are read again'),
+        userField: z
+          .string()
+          .regex(/^[A-Za-z][A-Za-z0-9.]*$/, 'must be a subject field name such as emailAddress or CN')
+          .optional()
+          .describe('subject field of certificates from external CAs that names their user (e.g. emailAddress); internal-CA certificates name theirs'),
       })
       .prefault({}),
   })

@@ -62,6 +62,8 @@ export interface DirectoryOptions {
   /** a started mirror holding (at least) `DIRECTORY_MIRROR_KINDS`; shared with the rest of the process */
   readonly mirror: StoreMirror;
   readonly sessions: SessionBook;
+  /** revokes the device certificates of a disabled user (the internal CA); returns how many */
+  readonly revokeCertificates?: ((email: string, by: string) => Promise<number>) | undefined;
   readonly settings: DirectorySettings;
 }
 
@@ -99,6 +101,7 @@ export class Directory {
   readonly #store: Store;
   readonly #mirror: StoreMirror;
   readonly #sessions: SessionBook;
+  readonly #revokeCertificates: ((email: string, by: string) => Promise<number>) | undefined;
   #root: ReadonlySet<string> = new Set();
   #roles: ReadonlyMap<string, RoleEntry> = new Map();
   #roleNames: readonly string[] = [];
@@ -109,6 +112,7 @@ export class Directory {
     this.#store = options.store;
     this.#mirror = options.mirror;
     this.#sessions = options.sessions;
+    this.#revokeCertificates = options.revokeCertificates;
     this.configure(options.settings);
   }
 
@@ -229,9 +233,10 @@ export class Directory {
 
   /**
    * Root only: marks `email` disabled (every route refuses it from the next request on, in every process), then
-   * revokes all its sessions and tokens. Creates the user when never seen. Returns how many were revoked.
+   * revokes all its sessions, tokens and device certificates. Creates the user when never seen. Returns how many
+   * were revoked.
    */
-  async disable(email: string, actor: Actor): Promise<{ sessions: number; tokens: number }> {
+  async disable(email: string, actor: Actor): Promise<{ sessions: number; tokens: number; certificates: number }> {
     const who = this.#requireRoot(actor, 'disable users');
     const e = checkEmail(email);
     if (serviceNameOf(e) !== undefined) throw new GatehouseError('ERR_BAD_REQUEST', 'a service account is deleted, not disabled');
@@ -241,7 +246,9 @@ export class Directory {
       const value: UserRecord = { ...(cur?.value ?? { email: e }), disabled: true, disabledBy: who.email, disabledAt: Date.now() };
       await this.#commit(who, [{ action: 'user.disable', kind: USER_KIND, id: e, before: cur, after: value }]);
     }
-    return this.#revokeAll(e);
+    const revoked = await this.#revokeAll(e);
+    const certificates = this.#revokeCertificates ? await this.#revokeCertificates(e, who.email) : 0;
+    return { ...revoked, certificates };
   }
 
   /** Root only: lets a disabled user in again (their old sessions and tokens stay revoked). */

@@ -9,7 +9,8 @@ import { connect as netConnect, isIP, type BlockList, type Socket } from 'node:n
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
 import { errorStatus, isoNow, nextRequestId, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
-import { evaluate, type CertificateFacts, type Decision, type UserFacts } from '../policy/index.ts';
+import { evaluate, type CertificateFacts, type CertificateUserFacts, type Decision, type UserFacts } from '../policy/index.ts';
+import { canonicalSerialFromNode } from '../pki/index.ts';
 import { SignIn } from './sign-in.ts';
 import type { AuthHostRequest, ProxyState } from './proxy-state.ts';
 import type { RouteMatch } from './route-table.ts';
@@ -215,6 +216,7 @@ export class FrontDoor {
   ): { decision: Decision; certificate: CertificateFacts } {
     const certificate = this.#certificate(state, req);
     if (certificate.subjectDn) rec.subject = certificate.subjectDn;
+    const certificateUser = certificate.user !== undefined ? this.#certificateUser(state, certificate.user) : undefined;
     const decision = evaluate({
       route: state.policy.route(match.route.name) ?? match.route.config,
       method: rec.method,
@@ -223,7 +225,9 @@ export class FrontDoor {
       loginAvailable: state.loginAvailable,
       admins: state.admins,
       ...(user ? { user } : {}),
+      ...(certificateUser ? { certificateUser } : {}),
     });
+    if (certificate.user !== undefined && !user) rec.user = certificate.user;
     rec.decision = decision.allow ? 'allow' : 'deny';
     rec.reason = decision.allow ? decision.rule : decision.reason;
     return { decision, certificate };
@@ -266,6 +270,14 @@ export class FrontDoor {
     directory.touch(email);
     const held = directory.rolesFromStore(email);
     return { email, groups, roles: state.policy.rolesFor(email, groups, held.length ? held : undefined), disabled: directory.isDisabled(email) };
+  }
+
+  /** The roles and status of the user a certificate was issued to (memory reads). */
+  #certificateUser(state: ProxyState, email: string): CertificateUserFacts {
+    const directory = state.directory;
+    if (!directory) return { roles: state.policy.rolesFor(email, []) };
+    const held = directory.rolesFromStore(email);
+    return { roles: state.policy.rolesFor(email, [], held.length ? held : undefined), disabled: directory.isDisabled(email) };
   }
 
   /** Not signed in: browsers go to sign in; API and XHR clients get 401 JSON (with CORS for a route's origin). */
@@ -412,6 +424,7 @@ export class FrontDoor {
       out.push('X-Gatehouse-User', user.email);
       if (user.roles.length) out.push('X-Gatehouse-Roles', user.roles.join(','));
     }
+    else if (certificate.status === 'valid' && certificate.user) out.push('X-Gatehouse-User', certificate.user);
     if (certificate.status === 'valid' && certificate.serial) out.push('X-Gatehouse-Device', certificate.serial);
     if (user && sessionId && state.signer) {
       const audience = parseHost(publicHost)?.host ?? publicHost;
@@ -468,6 +481,23 @@ export class FrontDoor {
         'x-request-id', rec.id,
       ]);
       res.end(req.method === 'HEAD' ? undefined : body);
+      return;
+    }
+    if (path === '/ca/ca.crt' || path === '/ca/crl') {
+      const ca = state.caPublisher;
+      if (!ca) return this.#refuse(req, res, rec, 'ERR_ROUTE_NOT_FOUND', 'there is no internal CA (gatehouse ca init creates one)');
+      this.#async(req, res, rec, async () => {
+        const body = path === '/ca/crl' ? await ca.crlPem() : ca.caBundlePem();
+        res.writeHead(200, [
+          'content-type', path === '/ca/crl' ? 'application/pkix-crl' : 'application/x-pem-file',
+          'content-disposition', `attachment; filename="${path === '/ca/crl' ? 'gatehouse.crl' : 'gatehouse-ca.crt'}"`,
+          'cache-control', path === '/ca/crl' ? 'no-cache' : 'max-age=300',
+          'content-length', String(Buffer.byteLength(body)),
+          'x-content-type-options', 'nosniff',
+          'x-request-id', rec.id,
+        ]);
+        res.end(req.method === 'HEAD' ? undefined : body);
+      });
       return;
     }
     const app = state.authHostApp;
@@ -777,6 +807,22 @@ ${html}</body></html>\n`;
     if (this.#tunnels.has(socket)) return;
     this.#tunnels.add(socket);
     socket.once('close', () => this.#tunnels.delete(socket));
+  }
+
+  /**
+   * A certificate was revoked: ends the long-lived connections (CONNECT tunnels, WebSockets) that presented it.
+   * Requests are re-checked one by one, so keep-alive HTTP connections refuse it on their next request anyway.
+   */
+  dropCertificate(serial: string): number {
+    let dropped = 0;
+    for (const socket of this.#tunnels) {
+      const peer = typeof (socket as TLSSocket).getPeerX509Certificate === 'function' ? (socket as TLSSocket).getPeerX509Certificate() : undefined;
+      if (peer && canonicalSerialFromNode(peer.serialNumber) === serial) {
+        socket.destroy();
+        dropped++;
+      }
+    }
+    return dropped;
   }
 
   /** Ends every open CONNECT tunnel and upgraded connection now (shutdown): the listeners' closeAllConnections() does not reach them. */

@@ -35,8 +35,18 @@ export interface ProxyState {
   readonly issuer: string;
   readonly pac: string;
   readonly accessLog: boolean;
+  /** the internal CA's public parts for `/ca/ca.crt` and `/ca/crl`; absent when there is no active CA */
+  readonly caPublisher?: CaPublisher | undefined;
   /** the dashboard and its JSON API on the auth host (`/`, `/assets/…`, `/api/v1/…`); wired in by the app */
   readonly authHostApp?: AuthHostApp | undefined;
+}
+
+/** What the auth host publishes of the internal CA. */
+export interface CaPublisher {
+  /** the CA certificate and any above it (PEM) */
+  caBundlePem(): string;
+  /** the current CRL (PEM), rebuilt after each revocation */
+  crlPem(): Promise<string>;
 }
 
 /** Who is calling the auth host, as the front door found out from the session cookie or a bearer token. */
