@@ -54,7 +54,7 @@ function drawNav() {
     ['/users', 'Users', 'nav-users', root],
     ['/service-accounts', 'Service accounts', 'nav-service-accounts', root],
     ['/audit', 'Audit', 'nav-audit', root],
-    ['/explain', 'Explain', 'nav-explain', root],
+    ['/explain', 'Explain', 'nav-explain', true],
   ];
   const current = match(location.pathname)?.route.nav;
   replace(
