@@ -9,7 +9,6 @@ import { GatehouseError, Logger } from '../core/index.ts';
 import { Gatehouse } from '../app/index.ts';
 import {
   authHost,
-  clientSubject,
   demoIdpOptions,
   demoRoutes,
   prepareDemoFiles,
@@ -53,9 +52,6 @@ export function renderBanner({ files: f, port, backends, issuer }: BannerFacts):
   const echo = url(routeHost(demoRoutes.find((r) => r.name === 'echo')!));
   const redirect = url(routeHost(demoRoutes.find((r) => r.name === 'redirect')!));
   const cacert = `--cacert ${q(f.caCert)}`;
-  const subject = Object.entries(clientSubject)
-    .map(([k, v]) => `${k}=${v}`)
-    .join(', ');
   const width = Math.max(...demoRoutes.map((r) => url(routeHost(r)).length), url(authHost).length) + 2;
   const userWidth = Math.max(...f.users.map((u) => u.email.length)) + 2;
   const passwordWidth = Math.max(...f.users.map((u) => u.password.length)) + 2;
@@ -76,11 +72,12 @@ export function renderBanner({ files: f, port, backends, issuer }: BannerFacts):
     ...f.users.map((u) => `    ${pad(u.email, userWidth)}${pad(u.password, passwordWidth)}${u.can}`),
     `Sign out: ${app}.gatehouse/logout`,
     '',
-    `Trust the demo CA once (it is kept in ${q(f.dir)} and reused on the next start):`,
+    `Trust the demo's internal CA once (its key is sealed in the store in ${q(f.dir)}; reused on the next start):`,
     `  ${q(f.caCert)}   ${f.caCreated ? 'created now' : 'reused'}, SHA-256 ${f.caFingerprint}`,
     `  browsers: import it as a certificate authority for websites; curl: ${cacert}`,
+    `  it issues each host's server certificate, and device certificates (dashboard → Devices, or gatehouse ca issue)`,
     '',
-    `Client certificate ${subject} (opens ${secure}):`,
+    `Device certificate of ${f.clientUser}, issued by the internal CA (opens ${secure}):`,
     `  PEM       ${q(f.clientCert)}  ${q(f.clientKey)}`,
     `  PKCS#12   ${q(f.clientP12)}  password: ${f.clientP12Password}  (also in ${q(f.clientP12PasswordFile)})`,
     '            import the .p12 into your browser or keychain to use it there',

@@ -1,28 +1,34 @@
 /**
- * What the demo keeps in its folder: a CA, a server certificate for every demo host, a client certificate
- * (PEM and PKCS#12 with its password), the demo users' passwords and the OpenID client secret, and the
- * configuration Gatehouse runs on. Whatever is already there and still fits is reused, so a CA imported into a
- * browser stays trusted and the passwords stay the same across restarts; the configuration is written anew on
- * every start (the backends' and the IdP's ports change).
+ * What the demo keeps in its folder: the store (with the internal CA, its key sealed with the demo's secrets key),
+ * the CA certificate to trust, a device certificate for alice (PEM and PKCS#12 with its password), the demo users'
+ * passwords and the OpenID client secret, and the configuration Gatehouse runs on. Server certificates are
+ * issued by the internal CA per host name as browsers ask for them. Whatever is already there and still fits is
+ * reused, so a CA imported into a browser stays trusted and the passwords stay the same across restarts; the
+ * configuration is written anew on every start (the backends' and the IdP's ports change).
  */
 import { X509Certificate, createPrivateKey, randomBytes, randomInt } from 'node:crypto';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { stringify } from 'yaml';
-import { createCa, encodePkcs12, issueCertificate, type CertificateAuthority, type SubjectInput } from '../pki/index.ts';
+import { Secret } from '../core/index.ts';
+import { Keyring } from '../authn/index.ts';
+import { InternalCa } from '../ca/index.ts';
+import { canonicalSerialFromNode } from '../pki/index.ts';
+import { openStore } from '../store/index.ts';
 import type { SampleBackendName, SampleBackends } from './backends.ts';
 import type { IdpOptions } from './idp.ts';
 
 /** Every demo host ends in this; browsers and curl resolve `*.localhost` to the loopback address. */
 export const demoDomain = 'localhost';
 export const authHost = `gate.${demoDomain}`;
-export const clientSubject = { CN: 'demo-user', OU: 'demo' } as const satisfies SubjectInput;
+/** The organisation of the demo CA: every certificate it issues names it. */
+export const demoOrganisation = 'Gatehouse demo';
 
 export interface DemoRoute {
   readonly name: string;
   readonly backend: SampleBackendName;
   readonly auth: 'public' | 'certificate' | 'login';
-  readonly allow?: { readonly certificateSubject: Readonly<Record<string, string>> };
+  readonly allow?: { readonly users: readonly string[] };
   /** one line for the banner */
   readonly about: string;
 }
@@ -35,8 +41,8 @@ export const demoRoutes: readonly DemoRoute[] = [
     name: 'secure',
     backend: 'echo',
     auth: 'certificate',
-    allow: { certificateSubject: { OU: 'demo' } },
-    about: 'the same echo app, only with a client certificate whose subject has OU=demo',
+    allow: { users: ['alice@demo.localhost'] },
+    about: "the same echo app, only with one of alice's device certificates (no sign-in)",
   },
   { name: 'redirect', backend: 'redirect', auth: 'public', about: 'redirects to its internal address; Gatehouse rewrites the Location' },
   { name: 'ws', backend: 'ws', auth: 'public', about: 'WebSocket echo page' },
@@ -67,19 +73,21 @@ const demoAdmins = [demoEmail('admin')];
 const demoRoles = [{ name: 'staff', description: 'demo staff: may use the app route', grants: ['app'], members: [demoEmail('alice')], admins: [demoEmail('alice')] }];
 const demoClientId = 'gatehouse-demo';
 
-/** The names on the server certificate: the wildcard and (OpenSSL matches no `*.localhost` SAN) each host. */
-export function serverNames(): string[] {
-  return [`*.${demoDomain}`, authHost, ...demoRoutes.map(routeHost), demoDomain];
-}
 
 export interface DemoFiles {
   /** the folder as the user gave it; every path below starts with it, so they can be pasted as printed */
   readonly dir: string;
+  /** the internal CA's certificate (what browsers and curl trust) */
   readonly caCert: string;
-  readonly caKey: string;
-  readonly serverCert: string;
-  readonly serverKey: string;
+  /** the store: the CA with its sealed key, sessions, people */
+  readonly store: string;
+  /** the demo's `identity.secretsKey` (owner-only) */
+  readonly secretsKeyFile: string;
+  readonly secretsKey: string;
+  /** alice's demo device certificate */
   readonly clientCert: string;
+  /** whom the device certificate was issued to */
+  readonly clientUser: string;
   readonly clientKey: string;
   readonly clientP12: string;
   readonly clientP12PasswordFile: string;
@@ -114,31 +122,19 @@ async function writePrivate(path: string, data: string | Buffer): Promise<void> 
   await chmod(path, 0o600);
 }
 
-interface Pair {
-  readonly certPem: string;
-  readonly keyPem: string;
-}
-
-/** The pair in `certFile`/`keyFile` when both are there, belong together and `fits` the certificate. */
-async function existingPair(certFile: string, keyFile: string, fits: (cert: X509Certificate) => boolean): Promise<Pair | undefined> {
+/** The device certificate in `certFile`/`keyFile` when both are there, belong together, and the CA still vouches for it. */
+async function existingDevice(certFile: string, keyFile: string, ca: InternalCa, caX509: X509Certificate): Promise<{ certPem: string; keyPem: string } | undefined> {
   const [certPem, keyPem] = await Promise.all([readText(certFile), readText(keyFile)]);
   if (certPem === undefined || keyPem === undefined) return undefined;
   try {
     const cert = new X509Certificate(certPem);
+    const record = ca.recordOf(canonicalSerialFromNode(cert.serialNumber));
     const fresh = Date.parse(cert.validTo) - Date.now() > renewBefore;
-    return fresh && cert.checkPrivateKey(createPrivateKey(keyPem)) && fits(cert) ? { certPem, keyPem } : undefined;
+    const ours = cert.checkIssued(caX509) && cert.verify(caX509.publicKey) && record !== undefined && record.revoked === undefined;
+    return fresh && ours && cert.checkPrivateKey(createPrivateKey(keyPem)) ? { certPem, keyPem } : undefined;
   } catch {
-    return undefined; // unreadable: made again
+    return undefined; // unreadable: issued again
   }
-}
-
-async function writePair(certFile: string, keyFile: string, pair: Pair): Promise<void> {
-  await writePrivate(keyFile, pair.keyPem);
-  await writeFile(certFile, pair.certPem, { mode: 0o644 });
-}
-
-function issuedBy(ca: X509Certificate): (cert: X509Certificate) => boolean {
-  return (cert) => cert.checkIssued(ca) && cert.verify(ca.publicKey);
 }
 
 /** Creates what is missing in `dir` (made if needed, owner-only) and reuses the rest. */
@@ -148,56 +144,55 @@ export async function prepareDemoFiles(dir: string): Promise<DemoFiles> {
   const f = {
     dir,
     caCert: at('ca.crt'),
-    caKey: at('ca.key'),
-    serverCert: at('server.crt'),
-    serverKey: at('server.key'),
-    clientCert: at('demo-client.crt'),
-    clientKey: at('demo-client.key'),
-    clientP12: at('demo-client.p12'),
-    clientP12PasswordFile: at('demo-client.p12.password'),
+    store: at('gatehouse.db'),
+    secretsKeyFile: at('secrets.key'),
+    clientCert: at('alice-laptop.crt'),
+    clientKey: at('alice-laptop.key'),
+    clientP12: at('alice-laptop.p12'),
+    clientP12PasswordFile: at('alice-laptop.p12.password'),
     idpSecrets: at('idp-secrets.json'),
     config: at('gatehouse.yaml'),
     log: at('access.log'),
   };
+  const clientUser = demoEmail('alice');
 
-  let caPair = await existingPair(f.caCert, f.caKey, (c) => c.ca);
-  const caCreated = caPair === undefined;
-  if (!caPair) {
-    caPair = await createCa({ subject: { CN: 'Gatehouse Demo CA', O: 'Gatehouse demo' } });
-    await writePair(f.caCert, f.caKey, caPair);
-  }
-  const caX509 = new X509Certificate(caPair.certPem);
-  const ca: CertificateAuthority = caPair;
-
-  const names = serverNames();
-  const wanted = [...names.map((n) => `DNS:${n}`), 'IP Address:127.0.0.1'];
-  const coversAll = (c: X509Certificate) => {
-    const has = new Set((c.subjectAltName ?? '').split(', '));
-    return wanted.every((n) => has.has(n));
-  };
-  if (caCreated || !(await existingPair(f.serverCert, f.serverKey, (c) => issuedBy(caX509)(c) && coversAll(c)))) {
-    const server = await issueCertificate({ ca, kind: 'server', subject: { CN: `*.${demoDomain}` }, dnsNames: names, ipAddresses: ['127.0.0.1'] });
-    await writePair(f.serverCert, f.serverKey, server);
+  let secretsKey = (await readText(f.secretsKeyFile))?.trim();
+  if (!secretsKey || secretsKey.length < 32) {
+    secretsKey = randomBytes(32).toString('base64url');
+    await writePrivate(f.secretsKeyFile, secretsKey + '\n');
   }
 
-  let client = caCreated ? undefined : await existingPair(f.clientCert, f.clientKey, issuedBy(caX509));
-  const clientCreated = client === undefined;
-  if (!client) {
-    client = await issueCertificate({ ca, kind: 'client', subject: clientSubject });
-    await writePair(f.clientCert, f.clientKey, client);
-  }
+  // the internal CA lives in the demo's store, as it does for `gatehouse ca init`
+  const store = await openStore({ sqlite: { path: resolve(f.store) } }, '.');
+  const ca = new InternalCa({ store, keyring: Keyring.fromSecret(new Secret(secretsKey)), secretsKeyConfigured: true });
+  try {
+    await ca.start();
+    const info = ca.info();
+    const caCreated = info?.state !== 'active' || info.notAfter === undefined || info.notAfter - Date.now() < renewBefore;
+    if (caCreated) await ca.createRoot({ by: 'gatehouse demo', organisation: demoOrganisation, force: info !== undefined });
+    const bundle = ca.caBundlePem();
+    if ((await readText(f.caCert)) !== bundle) await writeFile(f.caCert, bundle, { mode: 0o644 });
+    const caX509 = new X509Certificate(ca.caCertificatePem());
 
-  let password = (await readText(f.clientP12PasswordFile))?.trim();
-  if (clientCreated || !password || (await readText(f.clientP12)) === undefined) {
-    password = randomBytes(12).toString('base64url');
-    const p12 = encodePkcs12({ keyPem: client.keyPem, certPem: client.certPem, chainPems: [caPair.certPem], password, friendlyName: 'Gatehouse demo-user' });
-    await writePrivate(f.clientP12, p12);
-    await writePrivate(f.clientP12PasswordFile, password + '\n');
-  }
+    let device = await existingDevice(f.clientCert, f.clientKey, ca, caX509);
+    let password = (await readText(f.clientP12PasswordFile))?.trim();
+    if (!device || !password || (await readText(f.clientP12)) === undefined) {
+      const issued = await ca.issue({ user: clientUser, device: 'alice-laptop (demo)', issuedBy: 'gatehouse demo' });
+      device = { certPem: issued.certPem + issued.chainPem, keyPem: issued.keyPem! };
+      password = issued.p12Password!;
+      await writePrivate(f.clientKey, device.keyPem);
+      await writeFile(f.clientCert, device.certPem, { mode: 0o644 });
+      await writePrivate(f.clientP12, issued.p12!);
+      await writePrivate(f.clientP12PasswordFile, password + '\n');
+    }
 
-  const idp = await idpSecrets(f.idpSecrets);
-  const users = demoUsers.map((u) => ({ ...u, password: idp.passwords[u.email]! }));
-  return { ...f, clientP12Password: password, caFingerprint: caX509.fingerprint256, caCreated, clientSecret: idp.clientSecret, users };
+    const idp = await idpSecrets(f.idpSecrets);
+    const users = demoUsers.map((u) => ({ ...u, password: idp.passwords[u.email]! }));
+    return { ...f, secretsKey, clientUser, clientP12Password: password, caFingerprint: caX509.fingerprint256, caCreated, clientSecret: idp.clientSecret, users };
+  } finally {
+    ca.close();
+    await store.close();
+  }
 }
 
 /** A random password that is easy to type: letters and digits, none that look alike (about 70 bits for 12). */
@@ -255,14 +250,14 @@ export async function writeDemoConfig(files: DemoFiles, port: number, backends: 
       https: `127.0.0.1:${port}`,
       authHost,
       workers: 1,
-      tls: { cert: abs(files.serverCert), key: abs(files.serverKey) },
       shutdownTimeout: '2s',
     },
-    store: { sqlite: { path: abs(join(files.dir, 'gatehouse.db')) } },
+    store: { sqlite: { path: abs(files.store) } },
     identity: {
       oidc: { issuer, clientId: demoClientId, clientSecret: files.clientSecret, scopes: ['openid', 'email', 'profile', 'groups'], groupsClaim: 'groups' },
       admins: demoAdmins,
-      certificates: { trust: [abs(files.caCert)] },
+      secretsKey: files.secretsKey,
+      certificates: { trust: ['internal'] },
     },
     routes: demoRoutes.map((r) => ({
       name: r.name,

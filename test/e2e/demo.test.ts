@@ -6,7 +6,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import WebSocket from 'ws';
@@ -16,6 +16,18 @@ import { curl, loginInBrowser, runCli, tempDir } from '../harness/index.ts';
 import { launchChromium } from '../harness/browser.ts';
 
 const bin = resolve(import.meta.dirname, '../../bin/gatehouse.mjs');
+
+/** The certificate the front door presents for `host` (SNI), PEM. */
+function presentedCertificate(port: number, host: string): Promise<string> {
+  return new Promise((done, fail) => {
+    const socket = tlsConnect({ host: '127.0.0.1', port, servername: host, rejectUnauthorized: false }, () => {
+      const pem = socket.getPeerX509Certificate()!.toString();
+      socket.destroy();
+      done(pem);
+    });
+    socket.once('error', fail);
+  });
+}
 
 interface Demo {
   readonly child: ChildProcess;
@@ -112,13 +124,13 @@ describe('gatehouse demo', () => {
     // the lines the README and the issue promise, with paths relative to where the demo was started
     const expected = [
       `curl --cacert demo/ca.crt https://echo.localhost:${port}/`,
-      `curl --cacert demo/ca.crt --cert demo/demo-client.crt --key demo/demo-client.key https://secure.localhost:${port}/`,
+      `curl --cacert demo/ca.crt --cert demo/alice-laptop.crt --key demo/alice-laptop.key https://secure.localhost:${port}/`,
       `curl --cacert demo/ca.crt https://secure.localhost:${port}/`,
       `curl --cacert demo/ca.crt https://app.localhost:${port}/`,
       `curl --cacert demo/ca.crt https://gate.localhost:${port}/.well-known/jwks.json`,
     ];
     for (const line of expected) assert.ok(curlLines.includes(line), `missing: ${line}\n${first.banner}`);
-    assert.ok(curlLines.some((l) => l.includes('--cert-type P12 --cert demo/demo-client.p12:')));
+    assert.ok(curlLines.some((l) => l.includes('--cert-type P12 --cert demo/alice-laptop.p12:')));
 
     for (const line of curlLines) {
       const r = await runPrinted(line, t.dir);
@@ -183,8 +195,10 @@ describe('gatehouse demo', () => {
     assert.deepEqual([...users.keys()], ['admin@demo.localhost', 'alice@demo.localhost', 'bob@demo.localhost'], first!.banner);
     assert.ok(first!.banner.includes(`Sign in: open https://app.localhost:${port}/`), first!.banner);
     assert.ok(first!.banner.includes(`Sign out: https://app.localhost:${port}/.gatehouse/logout`), first!.banner);
-    const serverCert = readFileSync(join(demoDir, 'server.crt'), 'utf8');
-    const browser = await launchChromium({ trust: [serverCert], hostRules: ['MAP *.localhost 127.0.0.1'] });
+    // the internal CA issued each host its own certificate: Chromium trusts the ones it will be shown
+    const shown = await Promise.all(['app.localhost', 'gate.localhost'].map((host) => presentedCertificate(port, host)));
+    assert.notEqual(shown[0], shown[1], 'one certificate per host, picked by SNI');
+    const browser = await launchChromium({ trust: shown, hostRules: ['MAP *.localhost 127.0.0.1'] });
     try {
       const app = `https://app.localhost:${port}/`;
       const alice = await signIn(browser, app, 'alice@demo.localhost', users.get('alice@demo.localhost')!);
@@ -212,15 +226,22 @@ describe('gatehouse demo', () => {
     }
   });
 
-  it('keeps keys, passwords and the configuration owner-only, and prints the p12 password', () => {
-    for (const name of ['ca.key', 'server.key', 'demo-client.key', 'demo-client.p12', 'demo-client.p12.password', 'idp-secrets.json', 'gatehouse.yaml']) {
+  it('keeps keys, passwords and the configuration owner-only, the CA key only sealed in the store, and prints the p12 password', () => {
+    for (const name of ['secrets.key', 'alice-laptop.key', 'alice-laptop.p12', 'alice-laptop.p12.password', 'idp-secrets.json', 'gatehouse.yaml']) {
       assert.equal(mode(join(demoDir, name)), 0o600, name);
     }
-    const password = readFileSync(join(demoDir, 'demo-client.p12.password'), 'utf8').trim();
+    assert.deepEqual(
+      readdirSync(demoDir).filter((n) => /\.key$/.test(n)),
+      ['alice-laptop.key', 'secrets.key'],
+      'no CA or server key on disk: the internal CA keeps them sealed in the store',
+    );
+    const password = readFileSync(join(demoDir, 'alice-laptop.p12.password'), 'utf8').trim();
     assert.ok(password.length >= 12);
     assert.ok(first!.banner.includes(`password: ${password}`));
-    const client = new X509Certificate(readFileSync(join(demoDir, 'demo-client.crt')));
-    assert.equal(client.subject, 'OU=demo\nCN=demo-user');
+    const client = new X509Certificate(readFileSync(join(demoDir, 'alice-laptop.crt')));
+    assert.match(client.subject, /^CN=alice@demo\.localhost$/m);
+    const ca = new X509Certificate(readFileSync(join(demoDir, 'ca.crt')));
+    assert.ok(client.checkIssued(ca) && client.verify(ca.publicKey), 'issued by the internal CA the banner says to trust');
   });
 
   it('stops on SIGTERM with exit 0, WebSocket still open', async () => {
@@ -232,7 +253,7 @@ describe('gatehouse demo', () => {
   it('reuses the CA and the client certificate on a second start (absolute --dir)', async () => {
     const ca = readFileSync(join(demoDir, 'ca.crt'), 'utf8');
     const fingerprint = new X509Certificate(ca).fingerprint256;
-    const password = readFileSync(join(demoDir, 'demo-client.p12.password'), 'utf8').trim();
+    const password = readFileSync(join(demoDir, 'alice-laptop.p12.password'), 'utf8').trim();
     const secrets = readFileSync(join(demoDir, 'idp-secrets.json'), 'utf8');
     second = await startDemo(['--dir', demoDir, '--port', '0'], process.cwd());
     assert.equal(readFileSync(join(demoDir, 'ca.crt'), 'utf8'), ca);
