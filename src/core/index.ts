@@ -6,3 +6,4 @@ export * from './listen.ts';
 export * from './request-id.ts';
 export * from './log.ts';
 export * from './metrics.ts';
+export * from './dialer.ts';

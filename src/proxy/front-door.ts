@@ -8,7 +8,7 @@ import { STATUS_CODES } from 'node:http';
 import { connect as netConnect, isIP, type BlockList, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { errorStatus, isoNow, nextRequestId, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
+import { errorStatus, isoNow, nextRequestId, type Dialer, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
 import { evaluate, type CertificateFacts, type CertificateUserFacts, type Decision, type UserFacts } from '../policy/index.ts';
 import { canonicalSerialFromNode } from '../pki/index.ts';
 import { SignIn } from './sign-in.ts';
@@ -28,6 +28,8 @@ export interface FrontDoorOptions {
   readonly metrics: Registry;
   /** hands a socket to the TLS server as a new connection (CONNECT to a route host) */
   readonly acceptTls: (socket: Duplex) => void;
+  /** reaches backends behind connectors (`connector:NAME` upstreams); absent: such routes answer 502 */
+  readonly dialer?: Dialer | undefined;
 }
 
 /** Host header → lower-case host and port; undefined when malformed. */
