@@ -25,7 +25,7 @@ export default tseslint.config(
       globals: Object.fromEntries(
         [
           'document', 'window', 'fetch', 'history', 'location', 'URL', 'URLSearchParams', 'FormData', 'Intl', 'setTimeout',
-          'clearTimeout', 'navigator', 'HTMLElement', 'Element', 'Event', 'CustomEvent', 'Blob', 'console',
+          'clearTimeout', 'navigator', 'HTMLElement', 'Element', 'Event', 'CustomEvent', 'Blob', 'console', 'atob',
         ].map((name) => [name, 'readonly']).concat([['process', 'off']]),
       ),
     },

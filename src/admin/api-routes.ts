@@ -6,6 +6,7 @@ import { GatehouseError } from '../core/index.ts';
 import { ACCESS_REQUEST_ROUTES } from './api-access-requests.ts';
 import { AUDIT_ROUTES } from './api-audit.ts';
 import type { ApiRoute } from './api-call.ts';
+import { CERTIFICATE_ROUTES } from './api-certificates.ts';
 import { EXPLAIN_ROUTES } from './api-explain.ts';
 import { ME_ROUTES } from './api-me.ts';
 import { ROLE_ROUTES } from './api-roles.ts';
@@ -23,6 +24,7 @@ export const API_ROUTES: readonly ApiRoute[] = Object.freeze([
   ...USER_ROUTES,
   ...SESSION_ROUTES,
   ...TOKEN_ROUTES,
+  ...CERTIFICATE_ROUTES,
   ...SERVICE_ACCOUNT_ROUTES,
   ...AUDIT_ROUTES,
   ...EXPLAIN_ROUTES,

@@ -6,6 +6,7 @@
 import { formatDuration } from '../core/index.ts';
 import type { Session, Token } from '../authn/index.ts';
 import type { AccessRequest, AuditRecord, Membership, RoleAdmin, ServiceAccount, UserRecord } from '../directory/index.ts';
+import type { CertificateRecord } from '../ca/index.ts';
 
 export function isoTime(ms: number): string;
 export function isoTime(ms: number | undefined): string | null;
@@ -75,6 +76,23 @@ export function tokenJson(t: Token) {
 
 export function serviceAccountJson(a: ServiceAccount, roles: readonly string[]) {
   return { name: a.name, identity: a.identity, description: a.description, createdBy: a.createdBy, created: isoTime(a.created), roles };
+}
+
+/** A certificate the internal CA issued, without its fingerprint and CA serial (`gatehouse ca list --json` has them). */
+export function certificateJson(c: CertificateRecord) {
+  return {
+    serial: c.serial,
+    kind: c.kind,
+    user: c.user ?? null,
+    connector: c.connector ?? null,
+    device: c.device,
+    subject: c.subject,
+    notBefore: isoTime(c.notBefore),
+    notAfter: isoTime(c.notAfter),
+    issuedBy: c.issuedBy,
+    issued: isoTime(c.issued),
+    revoked: c.revoked ? { at: isoTime(c.revoked.at), by: c.revoked.by, reason: c.revoked.reason ?? null } : null,
+  };
 }
 
 /** `before` and `after` are the records as stored (their times in ms since the epoch), null when there was none. */

@@ -20,6 +20,7 @@ export const ASSET_FILES: Readonly<Record<string, string>> = Object.freeze({
   'favicon.svg': 'image/svg+xml',
   'pages/access.js': 'text/javascript; charset=utf-8',
   'pages/sessions.js': 'text/javascript; charset=utf-8',
+  'pages/devices.js': 'text/javascript; charset=utf-8',
   'pages/requests.js': 'text/javascript; charset=utf-8',
   'pages/roles.js': 'text/javascript; charset=utf-8',
   'pages/users.js': 'text/javascript; charset=utf-8',
@@ -43,6 +44,7 @@ const PAGE_PATHS: ReadonlySet<string> = new Set([
   '/audit',
   '/explain',
   '/sessions',
+  '/devices',
 ]);
 const ROLE_PAGE = /^\/roles\/[a-z0-9-]+$/;
 

@@ -197,6 +197,7 @@ export async function buildState(
           policy,
           directory: services.directory,
           sessions: services.sessions,
+          ca: services.ca,
           loginAvailable,
           findRoute: (host) => {
             const found = routes.matchDestination(host);

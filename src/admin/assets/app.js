@@ -3,6 +3,7 @@
 import { api, clearMessages, h, page, replace, showError } from './lib.js';
 import { accessPage, requestAccessPage } from './pages/access.js';
 import { sessionsPage } from './pages/sessions.js';
+import { devicesPage } from './pages/devices.js';
 import { requestsPage } from './pages/requests.js';
 import { rolePage, rolesPage } from './pages/roles.js';
 import { usersPage } from './pages/users.js';
@@ -14,6 +15,7 @@ const ROUTES = [
   { pattern: /^\/(?:access)?$/, render: accessPage, nav: '/' },
   { pattern: /^\/request-access$/, render: requestAccessPage, nav: '/' },
   { pattern: /^\/sessions$/, render: sessionsPage, nav: '/sessions' },
+  { pattern: /^\/devices$/, render: devicesPage, nav: '/devices' },
   { pattern: /^\/requests$/, render: requestsPage, nav: '/requests' },
   { pattern: /^\/roles$/, render: rolesPage, nav: '/roles' },
   { pattern: /^\/roles\/([a-z0-9-]+)$/, render: rolePage, nav: '/roles', params: ['name'] },
@@ -51,6 +53,7 @@ function drawNav() {
     ['/requests', 'Requests', 'nav-requests', roleAdmin],
     ['/roles', 'Roles', 'nav-roles', true],
     ['/sessions', 'Sessions & tokens', 'nav-sessions', true],
+    ['/devices', 'Devices', 'nav-devices', true],
     ['/users', 'Users', 'nav-users', root],
     ['/service-accounts', 'Service accounts', 'nav-service-accounts', root],
     ['/audit', 'Audit', 'nav-audit', root],

@@ -237,7 +237,7 @@ describe('Directory: users', () => {
     await refused(directory.disable('bob@example.com', ALICE), 'ERR_FORBIDDEN');
     await refused(directory.disable('root@example.com', ROOT), 'ERR_CONFLICT');
 
-    assert.deepEqual(await directory.disable('bob@example.com', ROOT), { sessions: 2, tokens: 1 });
+    assert.deepEqual(await directory.disable('bob@example.com', ROOT), { sessions: 2, tokens: 1, certificates: 0 });
     assert.equal(directory.isDisabled('BOB@example.com'), true);
     assert.equal(await sessions.find(s1.secret), undefined);
     assert.equal(await sessions.find(s2.secret), undefined);
