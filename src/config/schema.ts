@@ -111,9 +111,24 @@ const storeSchema = z
     sqlite: z.strictObject({ path: filePath.default('./data/gatehouse.db') }).optional(),
     etcd: z
       .strictObject({
-        endpoints: z.array(z.string().url()).min(1),
-        prefix: z.string().default('/gatehouse/'),
-        tls: z.strictObject({ ca: filePath.optional(), cert: filePath.optional(), key: filePath.optional() }).optional(),
+        endpoints: z
+          .array(
+            z
+              .string()
+              .regex(/^https?:\/\/[^/?#@\s]+\/?$/i, 'must be an etcd client URL: http(s)://host:port, with no path')
+              .describe("an etcd member's client URL"),
+          )
+          .min(1)
+          .describe('etcd members; calls move on to the next when one fails'),
+        prefix: z.string().min(1).default('/gatehouse/').describe('every key starts with this'),
+        tls: z
+          .strictObject({
+            ca: filePath.optional().describe("PEM CA bundle that signed the members' certificates"),
+            cert: filePath.optional().describe('PEM client certificate (for --client-cert-auth)'),
+            key: filePath.optional().describe('its PEM private key'),
+          })
+          .refine((t) => (t.cert === undefined) === (t.key === undefined), { message: 'cert and key go together' })
+          .optional(),
       })
       .optional(),
   })

@@ -249,6 +249,32 @@ export function runStoreContract<S extends Store>(name: string, open: () => Prom
       });
     });
 
+    describe('kinds', () => {
+      it('lists every kind that holds records, once each and in order, without writing', async () => {
+        const other = `${kind}-x`;
+        const longer = `${kind}x`;
+        await store.put(longer, 'a', 1);
+        await store.put(kind, 'a', 1);
+        await store.put(kind, 'b/c', 2);
+        await store.put(other, 'a', 3);
+        const before = await store.revision();
+        const kinds = await store.kinds();
+        assert.equal(await store.revision(), before);
+        assert.deepEqual(kinds, [...new Set(kinds)].sort(), 'once each, in order');
+        const mine = (list: string[]) => list.filter((k) => k === kind || k === other || k === longer);
+        assert.deepEqual(mine(kinds), [kind, other, longer].sort());
+        assert.equal(await store.delete(other, 'a'), true);
+        assert.equal(await store.delete(longer, 'a'), true);
+        assert.deepEqual(mine(await (await connect()).kinds()), [kind], 'a kind without records is gone');
+      });
+
+      it('rejects with ERR_STORE_CLOSED after close', async () => {
+        const s = await connect();
+        await s.close();
+        await rejectsWith(s.kinds(), 'ERR_STORE_CLOSED');
+      });
+    });
+
     describe('list', () => {
       const ids = ['b', 'a', 'é', 'a0', 'B', 'a/b', 'a/', 'c', 'a/c', '~'];
 

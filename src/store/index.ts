@@ -12,4 +12,5 @@ export type {
 export { newId, idTime } from './id.ts';
 export { openStore, type StoreConfig } from './open.ts';
 export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './sqlite/sqlite-store.ts';
+export { openEtcdStore, type EtcdStore, type EtcdStoreOptions } from './etcd/etcd-store.ts';
 export { StoreMirror } from './mirror.ts';

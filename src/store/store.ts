@@ -132,6 +132,13 @@ export interface Store {
    */
   transact(ops: StoreOp[]): Promise<void>;
 
+  /**
+   * The kinds that hold records, each once, in order (kinds are ASCII: byte order is string order).
+   * For copying a whole store (`gatehouse backup`). A kind whose records have all expired may be listed
+   * until they are swept; `list` shows none of them.
+   */
+  kinds(): Promise<string[]>;
+
   /** The store-wide revision: 0 for a new store, greater after every write, never smaller. */
   revision(): Promise<number>;
 

@@ -8,3 +8,4 @@ export { startBackend, echoJson, waitFor, frontDoor, send, headerValues, rawExch
 export { parseRawResponse, destroyProbes, connectPlain, connectTls, readToEnd, exchange, openTunnel, startSentinel, startFileServer, type RawResponse, type TlsProbeOptions, type Sentinel, type FileServer } from './probes.ts';
 export { startIdp, loginInBrowser, type RunningIdp, type IdpOptions, type IdpUser, type IdpClient, type IdpEvent } from './idp.ts';
 export { startSignInWorld, signInOverHttp, signInInBrowser, assertNotSignedIn, verifyAssertion, fetchJwks, flipChar, freePort, pkcePair, parseSetCookie, CookieJar, WebClient, AUTH_HOST, SESSION_COOKIE_NAME, OIDC_CLIENT_ID, type SignInWorld, type SignInWorldOptions, type SignInGatehouse, type GatehouseSetup, type WebResponse, type RequestOptions, type JarCookie } from './sign-in.ts';
+export { startEtcd, type EtcdCluster, type EtcdMember, type EtcdOptions } from './etcd.ts';

@@ -217,6 +217,11 @@ class SqliteStoreImpl implements SqliteStore {
     return this.#run(() => this.#readMeta('revision'));
   }
 
+  async kinds(): Promise<string[]> {
+    this.#checkOpen();
+    return this.#run(() => this.#statements.kinds.all());
+  }
+
   watch(fromRevision: number, watcher: StoreWatcher, signal: AbortSignal): void {
     this.#checkOpen();
     checkRevision(fromRevision);
@@ -481,6 +486,13 @@ function prepareStatements(db: Database.Database) {
     logChange: db.prepare<[number, string, string, string | null, number | null, number]>(
       'INSERT INTO changes (revision, kind, id, value, expires_at, at) VALUES (?, ?, ?, ?, ?, ?)',
     ),
+    // a skip-scan of the primary key: one lookup per kind, however many records each holds
+    kinds: db
+      .prepare<[], string>(
+        `WITH RECURSIVE k(kind) AS (SELECT min(kind) FROM records UNION ALL SELECT (SELECT min(kind) FROM records WHERE kind > k.kind) FROM k WHERE k.kind IS NOT NULL)
+         SELECT kind FROM k WHERE kind IS NOT NULL`,
+      )
+      .pluck(),
     readMeta: db.prepare<[string], number>('SELECT value FROM meta WHERE key = ?').pluck(),
     writeMeta: db.prepare<[number, string]>('UPDATE meta SET value = ? WHERE key = ?'),
     dataVersion: db.prepare<[], number>('PRAGMA data_version').pluck(),

@@ -1,0 +1,366 @@
+/**
+ * The etcd store against real etcd (Debian's etcd-server): the shared contract, then what only etcd
+ * does — its key layout, sweeping, a cluster losing a member, outages, a replaced etcd, TLS.
+ */
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { Agent, request } from 'undici';
+import { loadConfigText } from '../../src/config/index.ts';
+import { GatehouseError, type ErrorCode } from '../../src/core/index.ts';
+import { runStoreContract } from '../../src/store/contract.ts';
+import { openEtcdStore, openStore, type EtcdStore, type EtcdStoreOptions, type StoreChange, type StoreResync } from '../../src/store/index.ts';
+import { TestCa } from '../harness/certs.ts';
+import { startEtcd, type EtcdCluster } from '../harness/etcd.ts';
+import { tempDir } from '../harness/tmp.ts';
+
+const tmp = tempDir('gatehouse-etcd-');
+const etcd = await startEtcd({ dir: tmp.dir });
+after(async () => {
+  await etcd.close();
+  tmp.cleanup();
+});
+
+const prefix = '/contract/';
+runStoreContract('etcd', () => openEtcdStore({ endpoints: etcd.endpoints, prefix, requestTimeout: 3000 }), {
+  compact: async (store: EtcdStore) => void (await store.compact()),
+  config: { etcd: { endpoints: etcd.endpoints, prefix } },
+  baseDir: tmp.dir,
+});
+
+async function rejectsWith(promise: Promise<unknown>, code: ErrorCode): Promise<GatehouseError> {
+  let caught: unknown;
+  await assert.rejects(promise, (err: unknown) => ((caught = err), err instanceof GatehouseError && err.code === code));
+  return caught as GatehouseError;
+}
+
+async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeout = 10_000): Promise<void> {
+  const deadline = Date.now() + timeout;
+  while (!(await condition())) {
+    if (Date.now() > deadline) assert.fail(`timed out after ${timeout} ms waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
+
+/** Follows a store from `from`, keeping every change and resync. */
+function follow(store: EtcdStore, from: number) {
+  const changes: StoreChange[] = [];
+  const resyncs: StoreResync[] = [];
+  const controller = new AbortController();
+  store.watch(from, { onChanges: (c) => changes.push(...c), onResync: (r) => resyncs.push(r) }, controller.signal);
+  return { changes, resyncs, stop: () => controller.abort() };
+}
+
+/** Raw etcd: every key (as text) under `keyPrefix`. */
+async function rawKeys(endpoint: string, keyPrefix: string): Promise<string[]> {
+  const key = Buffer.from(keyPrefix);
+  const end = Buffer.from(key);
+  end[end.length - 1]! += 1;
+  const r = await request(`${endpoint}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: key.toString('base64'), range_end: end.toString('base64'), keys_only: true }) });
+  const body = (await r.body.json()) as { kvs?: Array<{ key: string }> };
+  return (body.kvs ?? []).map((kv) => Buffer.from(kv.key, 'base64').toString());
+}
+
+describe('etcd store', () => {
+  let n = 0;
+  const stores: EtcdStore[] = [];
+  /** A store on the shared etcd, under a prefix of its own. */
+  async function open(options: Partial<EtcdStoreOptions> = {}, cluster: EtcdCluster = etcd): Promise<EtcdStore> {
+    const store = await openEtcdStore({ endpoints: cluster.endpoints, prefix: `/t${++n}/`, requestTimeout: 2000, ...options });
+    stores.push(store);
+    return store;
+  }
+  after(async () => {
+    for (const s of stores) await s.close().catch(() => undefined);
+  });
+
+  it('checks its options and names the known ones', async () => {
+    await assert.rejects(openEtcdStore({ endpoints: etcd.endpoints, prefx: '/x/' } as never), /unknown etcd store option "prefx".*prefix/);
+    await assert.rejects(openEtcdStore({ endpoints: [] }), TypeError);
+    await assert.rejects(openEtcdStore({ endpoints: ['127.0.0.1:2379'] }), /not a URL|http\(s\)/);
+    await assert.rejects(openEtcdStore({ endpoints: ['http://127.0.0.1:2379/v3'] }), /no path/);
+    await assert.rejects(openEtcdStore({ endpoints: etcd.endpoints, requestTimeout: 0 }), TypeError);
+    await assert.rejects(openEtcdStore({ endpoints: etcd.endpoints, tls: { cert: '/nonexistent/c.pem' } }), (err: unknown) => err instanceof GatehouseError && /c\.pem/.test(err.message));
+    const store = await openStore({ etcd: { endpoints: etcd.endpoints, prefix: '/opened/' } }, tmp.dir);
+    try {
+      assert.equal(store.name, 'etcd');
+      assert.equal(await store.healthy(), true);
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('the configuration checks the etcd section as the store will use it', async () => {
+    const problems = async (etcdYaml: string) => {
+      const text = `server:\n  authHost: gate.example.com\nstore:\n  etcd: ${etcdYaml}\n`;
+      const r = await loadConfigText(text, join(tmp.dir, 'gatehouse.yaml'));
+      return r.ok ? [] : r.problems.map((p) => p.message);
+    };
+    assert.deepEqual(await problems(`{ endpoints: [${etcd.endpoints[0]}] }`), []);
+    assert.match((await problems('{ endpoints: [http://10.0.0.1:2379/v3] }')).join('\n'), /http\(s\):\/\/host:port, with no path/);
+    assert.match((await problems('{ endpoints: [] }')).join('\n'), /endpoints/);
+    assert.match((await problems(`{ endpoints: [${etcd.endpoints[0]}], tls: { cert: ${tmp.dir} } }`)).join('\n'), /cert and key go together/);
+    assert.match((await problems(`{ endpoints: [${etcd.endpoints[0]}], prefx: /a/ }`)).join('\n'), /prefix/);
+  });
+
+  it('keeps a record at PREFIX KIND/ID, the id as raw UTF-8, and an expiring one in the expiry index while it lives', async () => {
+    const store = await open({ sweepInterval: 0 });
+    await store.put('user', 'a/é@example.com', { x: 1 });
+    await store.put('session', 's1', 1, { expiresAt: 4_102_444_800_000 });
+    assert.deepEqual(await rawKeys(etcd.endpoints[0]!, store.prefix), [
+      `${store.prefix}!x/0004102444800000/session/s1`,
+      `${store.prefix}session/s1`,
+      `${store.prefix}user/a/é@example.com`,
+    ]);
+    // replaced with another expiry, then without one, then deleted: the index follows, nothing is left for a sweep
+    await store.put('session', 's1', 2, { expiresAt: 4_102_444_800_001 });
+    assert.ok((await rawKeys(etcd.endpoints[0]!, store.prefix)).includes(`${store.prefix}!x/0004102444800001/session/s1`));
+    await store.put('session', 's1', 3);
+    await store.put('session', 's2', 3, { expiresAt: 4_102_444_800_000 });
+    await store.delete('session', 's2');
+    assert.deepEqual(await rawKeys(etcd.endpoints[0]!, `${store.prefix}!`), []);
+  });
+
+  it('sweeps by itself, and processes sweeping together delete each expired record once', async () => {
+    const first = await open({ sweepInterval: 20 });
+    const second = await openEtcdStore({ endpoints: etcd.endpoints, prefix: first.prefix, sweepInterval: 20 });
+    stores.push(second);
+    const from = await first.revision();
+    const watcher = follow(first, from);
+    const expiresAt = Date.now() + 100;
+    for (let i = 0; i < 50; i++) await first.put('k', `r${String(i).padStart(2, '0')}`, i, { expiresAt });
+    await first.put('k', 'kept', 1);
+    await waitFor(() => watcher.changes.filter((c) => !('value' in c)).length === 50, 'fifty deletions');
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const deletions = watcher.changes.filter((c) => !('value' in c));
+    assert.equal(new Set(deletions.map((c) => c.id)).size, 50, 'each record deleted once');
+    assert.equal(deletions.length, 50);
+    assert.deepEqual((await first.list('k')).map((r) => r.id), ['kept']);
+    assert.deepEqual(await rawKeys(etcd.endpoints[0]!, `${first.prefix}!`), [], 'the index is empty');
+    watcher.stop();
+  });
+
+  it('a watch is one long etcd watch stream, whatever the request deadline', async () => {
+    const watchStreams = async () => {
+      const text = await (await request(`${etcd.endpoints[0]}/metrics`)).body.text();
+      return Number(/^grpc_server_started_total\{grpc_method="Watch",grpc_service="etcdserverpb\.Watch"[^}]*\} (\d+)$/m.exec(text)?.[1]);
+    };
+    const store = await open({ requestTimeout: 150 });
+    const before = await watchStreams();
+    const watcher = follow(store, await store.revision());
+    await new Promise((resolve) => setTimeout(resolve, 800));
+    await store.put('k', 'a', 1);
+    await waitFor(() => watcher.changes.length === 1, 'the change');
+    assert.equal((await watchStreams()) - before, 1, 'one stream, not one per deadline');
+    watcher.stop();
+  });
+
+  it('kinds() skips over every record of a kind', async () => {
+    const store = await open();
+    for (const kind of ['b', 'a-b', 'a', 'a.c', 'Z', '_u']) for (const id of ['1', '2', 'z/y']) await store.put(kind, id, id);
+    assert.deepEqual(await store.kinds(), ['Z', '_u', 'a', 'a-b', 'a.c', 'b']);
+  });
+});
+
+describe('etcd store: a three-member cluster', () => {
+  const dir = tempDir('gatehouse-etcd3-');
+  let cluster: EtcdCluster;
+  before(async () => {
+    cluster = await startEtcd({ dir: dir.dir, members: 3 });
+  });
+  after(async () => {
+    await cluster?.close();
+    dir.cleanup();
+  });
+
+  it('goes on working, watch included, when the member it talks to is killed', { timeout: 60_000 }, async () => {
+    const store = await openEtcdStore({ endpoints: cluster.endpoints, prefix: '/ha/', requestTimeout: 3000, retryDelay: 200 });
+    try {
+      const watcher = follow(store, await store.revision());
+      const first = await store.put('k', 'before', 1);
+      await waitFor(() => watcher.changes.length === 1, 'the first change');
+      await cluster.members[0]!.kill(); // the first endpoint: where calls and the watch went
+      const written: number[] = [first.revision];
+      for (let i = 0; i < 5; i++) written.push((await store.put('k', `after${i}`, i)).revision);
+      assert.equal((await store.get('k', 'after4'))?.value, 4);
+      assert.equal((await store.list('k')).length, 6);
+      assert.equal(await store.healthy(), true);
+      await waitFor(() => watcher.changes.length === 6, 'every change, through another member');
+      assert.deepEqual(watcher.changes.map((c) => c.revision), written, 'each change once, in order');
+      assert.deepEqual(watcher.resyncs, []);
+      await cluster.members[0]!.start();
+      watcher.stop();
+    } finally {
+      await store.close();
+    }
+  });
+
+  it('without a quorum, calls reject by their deadline and healthy() is false; with it back, all goes on', { timeout: 60_000 }, async () => {
+    const store = await openEtcdStore({ endpoints: cluster.endpoints, prefix: '/quorum/', requestTimeout: 1500, retryDelay: 200 });
+    try {
+      const watcher = follow(store, await store.revision());
+      await store.put('k', 'a', 1);
+      await waitFor(() => watcher.changes.length === 1, 'the first change');
+      await cluster.members[1]!.kill();
+      await cluster.members[2]!.kill();
+      const started = Date.now();
+      await rejectsWith(store.get('k', 'a'), 'ERR_STORE_UNAVAILABLE');
+      await rejectsWith(store.put('k', 'b', 2), 'ERR_STORE_UNAVAILABLE');
+      assert.equal(await store.healthy(), false);
+      assert.ok(Date.now() - started < 3 * 1500 + 1000, `rejected within ${Date.now() - started} ms`);
+      await Promise.all([cluster.members[1]!.start({ wait: false }), cluster.members[2]!.start({ wait: false })]);
+      await waitFor(() => store.healthy(), 'the quorum to be back', 20_000);
+      const c = await store.put('k', 'c', 3);
+      await waitFor(() => watcher.changes.some((x) => x.id === 'c'), 'the watch to go on');
+      assert.equal(watcher.changes.at(-1)!.revision, c.revision);
+      assert.deepEqual(watcher.resyncs, []);
+      // the put that was refused may or may not have been applied: either way, each change came once, in order
+      const revisions = watcher.changes.map((x) => x.revision);
+      assert.deepEqual(revisions, [...new Set(revisions)].sort((x, y) => x - y));
+      watcher.stop();
+    } finally {
+      await store.close();
+    }
+  });
+});
+
+describe('etcd store: outages', () => {
+  const dir = tempDir('gatehouse-etcd-down-');
+  let server: EtcdCluster;
+  before(async () => {
+    server = await startEtcd({ dir: dir.dir });
+  });
+  after(async () => {
+    await server?.close();
+    dir.cleanup();
+  });
+
+  it('rejects reads and writes with ERR_STORE_UNAVAILABLE at once while etcd is down, and its watch catches up when it is back', { timeout: 60_000 }, async () => {
+    const options = { endpoints: server.endpoints, prefix: '/down/', requestTimeout: 2000, retryDelay: 300 };
+    const store = await openEtcdStore(options);
+    const writer = await openEtcdStore(options);
+    try {
+      const watcher = follow(store, await store.revision());
+      const a = await store.put('k', 'a', 1);
+      await waitFor(() => watcher.changes.length === 1, 'the first change');
+
+      await server.members[0]!.stop();
+      const started = Date.now();
+      for (const call of [() => store.get('k', 'a'), () => store.list('k'), () => store.revision(), () => store.kinds(), () => store.sweep()]) {
+        await rejectsWith(call(), 'ERR_STORE_UNAVAILABLE');
+      }
+      const refused = await rejectsWith(store.put('k', 'b', 2), 'ERR_STORE_UNAVAILABLE');
+      assert.match(refused.message, /could not write k\/b/);
+      await rejectsWith(store.transact([{ op: 'delete', kind: 'k', id: 'a' }]), 'ERR_STORE_UNAVAILABLE');
+      assert.equal(await store.healthy(), false);
+      assert.ok(Date.now() - started < 2000, `rejected within ${Date.now() - started} ms`);
+
+      await server.members[0]!.start();
+      // written by another connection while the watch is still waiting to watch again: it must arrive all the same
+      const b = await writer.put('k', 'b', 2);
+      const gone = await writer.transact([{ op: 'delete', kind: 'k', id: 'a' }]).then(() => writer.revision());
+      assert.equal(await store.healthy(), true);
+      await waitFor(() => watcher.changes.length === 3, 'the changes made while the watch was away');
+      assert.deepEqual(watcher.changes.map((c) => [c.id, c.revision, 'value' in c]), [
+        ['a', a.revision, true],
+        ['b', b.revision, true],
+        ['a', gone, false],
+      ]);
+      assert.deepEqual(watcher.resyncs, []);
+      watcher.stop();
+    } finally {
+      await store.close();
+      await writer.close();
+    }
+  });
+
+  it('a watch whose changes were compacted while etcd was away is told to resync', { timeout: 60_000 }, async () => {
+    const store = await openEtcdStore({ endpoints: server.endpoints, prefix: '/quiet/', retryDelay: 200 });
+    const other = await openEtcdStore({ endpoints: server.endpoints, prefix: '/busy/' });
+    try {
+      const mine = await store.put('k', 'a', 1);
+      const watcher = follow(store, mine.revision);
+      await other.put('k', 'x', 1); // not under the watched prefix: the watch stays at `mine`
+      await other.put('k', 'x', 2);
+      await other.compact();
+      await server.members[0]!.stop();
+      await server.members[0]!.start();
+      await waitFor(() => watcher.resyncs.length === 1, 'a resync');
+      assert.deepEqual(watcher.resyncs, [{ fromRevision: mine.revision, reason: 'compacted' }]);
+      assert.deepEqual(watcher.changes, []);
+    } finally {
+      await store.close();
+      await other.close();
+    }
+  });
+
+  it('a watch that finds etcd replaced by one at a lower revision is told to resync', { timeout: 60_000 }, async () => {
+    const replaced = tempDir('gatehouse-etcd-new-');
+    const first = await startEtcd({ dir: replaced.dir });
+    const store = await openEtcdStore({ endpoints: first.endpoints, prefix: '/r/', retryDelay: 200 });
+    try {
+      for (let i = 0; i < 20; i++) await store.put('k', `r${i}`, i);
+      const at = await store.revision();
+      const watcher = follow(store, at);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      // the same address, an empty data folder: as after restoring an older snapshot
+      await first.members[0]!.kill();
+      rmSync(first.members[0]!.dataDir, { recursive: true, force: true });
+      await first.members[0]!.start();
+      await waitFor(() => watcher.resyncs.length === 1, 'a resync');
+      assert.deepEqual(watcher.resyncs, [{ fromRevision: at, reason: 'ahead' }]);
+    } finally {
+      await store.close();
+      await first.close();
+      replaced.cleanup();
+    }
+  });
+});
+
+describe('etcd store: TLS with client certificates', () => {
+  const dir = tempDir('gatehouse-etcd-tls-');
+  let ca: TestCa;
+  let secure: EtcdCluster;
+  before(async () => {
+    ca = new TestCa(dir.dir);
+    secure = await startEtcd({ dir: dir.dir, ca });
+  });
+  after(async () => {
+    await secure?.close();
+    dir.cleanup();
+  });
+
+  it('works with the configured CA, certificate and key (relative to the config folder), and fails clearly without them', { timeout: 30_000 }, async () => {
+    assert.match(secure.endpoints[0]!, /^https:/);
+    const { ca: caFile, cert, key } = secure.client!;
+    const relative = (file: string) => file.slice(dir.dir.length + 1);
+    const store = await openStore({ etcd: { endpoints: secure.endpoints, prefix: '/tls/', tls: { ca: relative(caFile), cert: relative(cert), key: relative(key) } } }, dir.dir);
+    try {
+      const watcher = follow(store as EtcdStore, await store.revision());
+      const put = await store.put('k', 'a', { secret: 'sealed' });
+      assert.deepEqual(await store.get('k', 'a'), put);
+      await waitFor(() => watcher.changes.length === 1, 'the change');
+      assert.equal(await store.healthy(), true);
+      watcher.stop();
+    } finally {
+      await store.close();
+    }
+
+    const noCert = await openEtcdStore({ endpoints: secure.endpoints, tls: { ca: caFile }, requestTimeout: 2000 });
+    const untrusted = await openEtcdStore({ endpoints: secure.endpoints, tls: { cert, key }, requestTimeout: 2000 });
+    try {
+      await rejectsWith(noCert.get('k', 'a'), 'ERR_STORE_UNAVAILABLE');
+      assert.equal(await noCert.healthy(), false);
+      const err = await rejectsWith(untrusted.put('k', 'b', 1), 'ERR_STORE_UNAVAILABLE');
+      assert.match(err.message, /certificate/i);
+    } finally {
+      await noCert.close();
+      await untrusted.close();
+    }
+    // and plain HTTP is not answered at all
+    const agent = new Agent();
+    await assert.rejects(request(secure.endpoints[0]!.replace('https:', 'http:') + '/health', { dispatcher: agent, signal: AbortSignal.timeout(2000) }).then((r) => r.body.text()));
+    await agent.close();
+  });
+});
