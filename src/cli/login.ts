@@ -12,7 +12,7 @@ import { readFile } from 'node:fs/promises';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { request } from 'node:https';
 import { hostname } from 'node:os';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, LookupFunction } from 'node:net';
 import { rootCertificates } from 'node:tls';
 import { GatehouseError, formatDuration, isErrorCode, messageOf } from '../core/index.ts';
 import { saveLogin, viaOrigin, type StoredLogin } from './credentials.ts';
@@ -32,6 +32,8 @@ export interface SignInOptions {
   /** where messages for the person go (one line each); default stderr */
   readonly tell?: (line: string) => void;
   readonly env?: NodeJS.ProcessEnv;
+  /** how the Gatehouse's name is resolved (`gatehouse tunnel --resolve`); default DNS */
+  readonly lookup?: LookupFunction | undefined;
 }
 
 export interface SignedIn extends StoredLogin {
@@ -78,7 +80,10 @@ interface Answer {
 }
 
 /** One HTTPS request to the Gatehouse; network and TLS failures become one clear line. */
-function call(url: URL, init: { method: string; body?: string; headers?: Record<string, string>; ca: string[] | undefined; signal?: AbortSignal | undefined }): Promise<Answer> {
+function call(
+  url: URL,
+  init: { method: string; body?: string; headers?: Record<string, string>; ca: string[] | undefined; signal?: AbortSignal | undefined; lookup?: LookupFunction | undefined },
+): Promise<Answer> {
   return new Promise((resolve, reject) => {
     const req = request(url, {
       method: init.method,
@@ -86,6 +91,7 @@ function call(url: URL, init: { method: string; body?: string; headers?: Record<
       agent: false,
       ...(init.ca ? { ca: init.ca } : {}),
       ...(init.signal ? { signal: init.signal } : {}),
+      ...(init.lookup ? { lookup: init.lookup } : {}),
     });
     req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(Object.assign(new Error('no answer'), { code: 'ETIMEDOUT' })));
     req.on('error', (err) => reject(unreachable(url.origin, err)));
@@ -276,7 +282,7 @@ export async function signIn(via: string, options: SignInOptions = {}): Promise<
   const ca = await loadTrust(options.caFile, env);
 
   // fail before the browser step when the Gatehouse cannot be reached or its certificate is not trusted
-  await call(new URL('/.well-known/jwks.json', origin), { method: 'GET', ca, signal: options.signal });
+  await call(new URL('/.well-known/jwks.json', origin), { method: 'GET', ca, signal: options.signal, lookup: options.lookup });
 
   const verifier = randomBytes(32).toString('base64url');
   const challenge = createHash('sha256').update(verifier).digest('base64url');
@@ -300,6 +306,7 @@ export async function signIn(via: string, options: SignInOptions = {}): Promise<
         body: JSON.stringify({ code, code_verifier: verifier, name: options.name ?? `cli on ${hostname()}` }),
         ca,
         signal: options.signal,
+        lookup: options.lookup,
       });
       if (a.status !== 200) throw refusedBy(origin, 'the sign-in code', a);
       let body: unknown;

@@ -1,4 +1,4 @@
-// My sessions and tokens (/sessions): revoke either; create a personal token (its secret is shown once).
+// My sessions, open tunnels and tokens (/sessions): revoke or close any; create a personal token (its secret is shown once).
 import { DURATION_PATTERN, api, badge, button, confirmButton, empty, field, form, h, listOf, live, page, replace, secretBox, seg, showNotice, table, time } from '../lib.js';
 
 /** Token rows with a Revoke button; `onRevoked` reloads the list. */
@@ -21,6 +21,18 @@ export function tokenRows(tokens, onRevoked) {
 }
 
 export const TOKEN_COLUMNS = ['Name', 'Kind', 'User', 'Created', 'Expires', ''];
+
+/** A byte count for people: 0 B, 12.3 KiB, 4.5 MiB… */
+function bytes(n) {
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+  let v = Number(n) || 0;
+  let i = 0;
+  while (v >= 1024 && i < units.length - 1) {
+    v /= 1024;
+    i++;
+  }
+  return i === 0 ? `${v} B` : `${v.toFixed(1)} ${units[i]}`;
+}
 
 export async function sessionsPage() {
   const sessions = live({ 'data-testid': 'sessions' }, async (reload) => {
@@ -46,6 +58,31 @@ export async function sessionsPage() {
                 showNotice('Session revoked: that browser is signed out.');
                 await reload();
               }),
+        ],
+      })),
+    );
+  });
+
+  const tunnels = live({ 'data-testid': 'tunnels' }, async (reload) => {
+    const list = listOf(await api('GET', '/tunnels'), 'tunnels');
+    if (!list.length) return empty('No open tunnel.');
+    return table(
+      'tunnels-table',
+      ['Route', 'Destination', 'From', 'Since', 'Sent', 'Received', ''],
+      list.map((t) => ({
+        attrs: { 'data-testid': 'tunnel-row', 'data-id': t.id, 'data-route': t.route ?? '' },
+        cells: [
+          t.route ?? '',
+          h('code', {}, t.host ?? ''),
+          t.client ?? '',
+          time(t.since),
+          bytes(t.bytesIn),
+          bytes(t.bytesOut),
+          button('Close', { class: 'danger', 'data-testid': 'close-tunnel' }, async () => {
+            await api('DELETE', `/tunnels/${seg(t.id)}`);
+            showNotice(`Tunnel to ${t.host ?? t.route} closed.`);
+            await reload();
+          }),
         ],
       })),
     );
@@ -77,11 +114,18 @@ export async function sessionsPage() {
     },
   );
 
-  await Promise.all([sessions.reload(), tokens.reload()]);
+  await Promise.all([sessions.reload(), tunnels.reload(), tokens.reload()]);
   return page(
     'page-sessions',
     'Sessions and tokens',
     h('section', { class: 'card', 'data-testid': 'sessions-section' }, h('h2', {}, 'My sessions'), h('p', { class: 'muted' }, 'Each browser signed in as you. Revoking one signs it out of every site at once.'), sessions.el),
+    h(
+      'section',
+      { class: 'card', id: 'tunnels', 'data-testid': 'tunnels-section' },
+      h('h2', {}, 'Tunnels'),
+      h('p', { class: 'muted' }, 'TCP connections open through ', h('code', {}, 'gatehouse tunnel'), ' (SSH and the like). Closing one ends it at once.'),
+      tunnels.el,
+    ),
     h(
       'section',
       { class: 'card', id: 'tokens', 'data-testid': 'tokens-section' },
