@@ -7,12 +7,14 @@ import { ACCESS_REQUEST_ROUTES } from './api-access-requests.ts';
 import { AUDIT_ROUTES } from './api-audit.ts';
 import type { ApiRoute } from './api-call.ts';
 import { CERTIFICATE_ROUTES } from './api-certificates.ts';
+import { CONNECTOR_ROUTES } from './api-connectors.ts';
 import { EXPLAIN_ROUTES } from './api-explain.ts';
 import { ME_ROUTES } from './api-me.ts';
 import { ROLE_ROUTES } from './api-roles.ts';
 import { SERVICE_ACCOUNT_ROUTES } from './api-service-accounts.ts';
 import { SESSION_ROUTES } from './api-sessions.ts';
 import { TOKEN_ROUTES } from './api-tokens.ts';
+import { TUNNEL_ROUTES } from './api-tunnels.ts';
 import { USER_ROUTES } from './api-users.ts';
 
 export const API_PREFIX = '/api/v1';
@@ -24,7 +26,9 @@ export const API_ROUTES: readonly ApiRoute[] = Object.freeze([
   ...USER_ROUTES,
   ...SESSION_ROUTES,
   ...TOKEN_ROUTES,
+  ...TUNNEL_ROUTES,
   ...CERTIFICATE_ROUTES,
+  ...CONNECTOR_ROUTES,
   ...SERVICE_ACCOUNT_ROUTES,
   ...AUDIT_ROUTES,
   ...EXPLAIN_ROUTES,

@@ -7,6 +7,7 @@ import { formatDuration } from '../core/index.ts';
 import type { Session, Token } from '../authn/index.ts';
 import type { AccessRequest, AuditRecord, Membership, RoleAdmin, ServiceAccount, UserRecord } from '../directory/index.ts';
 import type { CertificateRecord } from '../ca/index.ts';
+import type { ConnectorSessionFacts, TunnelFacts } from './options.ts';
 
 export function isoTime(ms: number): string;
 export function isoTime(ms: number | undefined): string | null;
@@ -92,6 +93,27 @@ export function certificateJson(c: CertificateRecord) {
     issuedBy: c.issuedBy,
     issued: isoTime(c.issued),
     revoked: c.revoked ? { at: isoTime(c.revoked.at), by: c.revoked.by, reason: c.revoked.reason ?? null } : null,
+  };
+}
+
+/** A connector's live session, from its presence record. */
+export function connectorSessionJson(s: ConnectorSessionFacts) {
+  return { session: s.session, address: s.address, version: s.version, target: s.target, worker: s.worker, serial: s.serial, since: isoTime(s.since), streams: s.streams };
+}
+
+/** An open TCP tunnel: who, which route, from where, since when, and its bytes as of its owner's last refresh. */
+export function tunnelJson(t: TunnelFacts) {
+  return {
+    id: t.id,
+    user: t.user ?? null,
+    route: t.route,
+    host: t.host,
+    client: t.client,
+    via: t.via,
+    device: t.device ?? null,
+    since: isoTime(t.since),
+    bytesIn: t.bytesIn,
+    bytesOut: t.bytesOut,
   };
 }
 

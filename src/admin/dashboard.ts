@@ -21,6 +21,7 @@ export const ASSET_FILES: Readonly<Record<string, string>> = Object.freeze({
   'pages/access.js': 'text/javascript; charset=utf-8',
   'pages/sessions.js': 'text/javascript; charset=utf-8',
   'pages/devices.js': 'text/javascript; charset=utf-8',
+  'pages/connectors.js': 'text/javascript; charset=utf-8',
   'pages/requests.js': 'text/javascript; charset=utf-8',
   'pages/roles.js': 'text/javascript; charset=utf-8',
   'pages/users.js': 'text/javascript; charset=utf-8',
@@ -45,6 +46,7 @@ const PAGE_PATHS: ReadonlySet<string> = new Set([
   '/explain',
   '/sessions',
   '/devices',
+  '/connectors',
 ]);
 const ROLE_PAGE = /^\/roles\/[a-z0-9-]+$/;
 

@@ -14,6 +14,8 @@ import { AssertionSigner, Keyring, SessionBook } from '../authn/index.ts';
 import { FrontDoor, UpstreamPool, forwardProxy, redirectToHttps } from '../proxy/index.ts';
 import { DIRECTORY_MIRROR_KINDS, Directory } from '../directory/index.ts';
 import { CA_MIRROR_KINDS, InternalCa } from '../ca/index.ts';
+import { TUNNEL_MIRROR_KINDS, TunnelRegistry } from '../tunnel/index.ts';
+import { ConnectorHub } from '../connector/index.ts';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { buildState, withPublicPort, StateBuildError, type AppState, type Services } from './state.ts';
 
@@ -70,7 +72,7 @@ export async function loadState(
 }
 
 export class Gatehouse {
-  readonly metrics = new Registry();
+  readonly metrics: Registry;
   readonly #o: GatehouseOptions;
   readonly #pool = new UpstreamPool();
   #state: AppState;
@@ -88,7 +90,8 @@ export class Gatehouse {
   readonly #unsubscribe: Array<() => void> = [];
   #renewTimer: NodeJS.Timeout | undefined;
 
-  private constructor(options: GatehouseOptions, state: AppState, store: Store, services: Services, mirror: StoreMirror) {
+  private constructor(options: GatehouseOptions, state: AppState, store: Store, services: Services, mirror: StoreMirror, metrics: Registry) {
+    this.metrics = metrics;
     this.#o = options;
     this.#state = state;
     this.#store = store;
@@ -101,6 +104,9 @@ export class Gatehouse {
       log: options.log,
       metrics: this.metrics,
       acceptTls: (socket: Duplex) => this.#https.emit('connection', socket),
+      tunnels: services.tunnels,
+      dialer: services.connectors,
+      connectors: services.connectors,
     });
     this.#https = createHttpsServer(
       {
@@ -158,9 +164,11 @@ export class Gatehouse {
     let mirror: StoreMirror | undefined;
     let signer: AssertionSigner | undefined;
     let ca: InternalCa | undefined;
+    let tunnels: TunnelRegistry | undefined;
+    let connectors: ConnectorHub | undefined;
     try {
       const keyring = await Keyring.open(store, config.identity.secretsKey);
-      mirror = new StoreMirror(store, ['session', 'token', ...DIRECTORY_MIRROR_KINDS, ...CA_MIRROR_KINDS]);
+      mirror = new StoreMirror(store, ['session', 'token', ...DIRECTORY_MIRROR_KINDS, ...CA_MIRROR_KINDS, ...TUNNEL_MIRROR_KINDS]);
       await mirror.start();
       ca = new InternalCa({ store, keyring, secretsKeyConfigured: config.identity.secretsKey !== undefined, mirror, log: options.log });
       await ca.start();
@@ -176,10 +184,24 @@ export class Gatehouse {
         revokeCertificates: async (email, by) => (authority.info()?.state === 'active' ? (await authority.revokeAllOf(email, by, 'user disabled')).length : 0),
       });
       await directory.seed();
-      const services: Services = { sessions, signer, directory, ca, oidcClients: new Map() };
+      const metrics = new Registry();
+      tunnels = new TunnelRegistry({ store, mirror, metrics, log: options.log });
+      tunnels.start();
+      // with workers, a connector's connection lands on one of them: the hub tells it which, so it can reach all
+      const workers = Number(process.env.GATEHOUSE_WORKERS) || 1;
+      connectors = new ConnectorHub({
+        store,
+        ca,
+        log: options.log,
+        metrics,
+        names: config.connectors.map((c) => c.name),
+        worker: cluster.worker ? { id: cluster.worker.id, count: workers } : { id: 1, count: 1 },
+      });
+      connectors.start();
+      const services: Services = { sessions, signer, directory, ca, oidcClients: new Map(), tunnels, connectors };
       const loaded = await loadState(options.configFile, { log: options.log, services, config });
       if (!loaded.ok) throw invalid(loaded.problems);
-      const g = new Gatehouse(options, loaded.state, store, services, mirror);
+      const g = new Gatehouse(options, loaded.state, store, services, mirror, metrics);
       try {
         await g.#listen();
       } catch (err) {
@@ -188,6 +210,8 @@ export class Gatehouse {
       }
       return g;
     } catch (err) {
+      await tunnels?.destroy();
+      await connectors?.destroy();
       ca?.close();
       mirror?.close();
       signer?.destroy();
@@ -285,7 +309,9 @@ export class Gatehouse {
     }
     this.#state = next;
     this.#sniContexts.clear();
+    this.#services.tunnels.recheck(); // a tunnel the new configuration no longer allows ends now
     this.#services.directory.configure({ admins: next.config.identity.admins, roles: next.config.roles });
+    this.#services.connectors.configure(next.config.connectors.map((c) => c.name));
     this.#services.directory.seed().catch((err: unknown) => this.#o.log.error('directory_seed_failed', { error: messageOf(err) }));
     old.revocation.close();
     this.#o.log.info('config_reloaded', { file: this.#o.configFile, generation: next.proxy.generation, routes: next.config.routes.length });
@@ -310,6 +336,10 @@ export class Gatehouse {
   /** Stops accepting, lets requests in flight finish (up to the shutdown timeout), then closes everything. */
   async close(): Promise<void> {
     this.#draining = true;
+    await this.#services.tunnels.destroy(); // a tunnel is no request in flight: it would hold the drain to its end
+    // connector sessions end once their streams are done; idle pooled streams to connectors close now
+    this.#pool.retain((key) => !key.startsWith('connector:'));
+    const connectors = this.#services.connectors.close();
     const deadline = setTimeout(() => {
       this.#frontDoor.destroyTunnels();
       this.#https.closeAllConnections();
@@ -317,7 +347,7 @@ export class Gatehouse {
       this.#forward?.closeAllConnections();
     }, this.#state.config.server.shutdownTimeout);
     deadline.unref();
-    await Promise.all([closeServer(this.#https), closeServer(this.#http), closeServer(this.#forward)]);
+    await Promise.all([closeServer(this.#https), closeServer(this.#http), closeServer(this.#forward), connectors]);
     clearTimeout(deadline);
     await this.destroy();
   }
@@ -325,12 +355,14 @@ export class Gatehouse {
   /** Stops at once. */
   async destroy(): Promise<void> {
     this.#draining = true;
+    await this.#services.tunnels.destroy();
     this.#frontDoor.destroyTunnels();
     for (const s of [this.#https, this.#http, this.#forward]) {
       s?.closeAllConnections();
       s?.close();
     }
     this.#pool.destroy();
+    await this.#services.connectors.destroy();
     this.#state.revocation.close();
     clearInterval(this.#renewTimer);
     for (const off of this.#unsubscribe.splice(0)) off();

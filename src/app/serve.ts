@@ -186,7 +186,8 @@ async function runPrimary(options: ServeOptions, count: number): Promise<void> {
   const pending = new Map<number, (m: ToPrimary) => void>();
 
   const fork = (): Worker => {
-    const w = cluster.fork({ GATEHOUSE_TICKET_KEYS: ticketKeys });
+    // GATEHOUSE_WORKERS: the connector hub tells connectors how many workers to reach
+    const w = cluster.fork({ GATEHOUSE_TICKET_KEYS: ticketKeys, GATEHOUSE_WORKERS: String(count) });
     w.on('message', (m: ToPrimary) => {
       if ((m.type === 'metrics' || m.type === 'ready') && pending.has(m.id)) {
         pending.get(m.id)!(m);

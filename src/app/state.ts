@@ -22,6 +22,8 @@ import type { Directory } from '../directory/index.ts';
 import { X509Certificate } from 'node:crypto';
 import { AdminApp } from '../admin/index.ts';
 import type { InternalCa } from '../ca/index.ts';
+import type { TunnelRegistry } from '../tunnel/index.ts';
+import type { ConnectorHub } from '../connector/index.ts';
 import { RouteTable, normalizePath, originOf, renderPac, type ProxyState, type SignInState, type UpstreamTls } from '../proxy/index.ts';
 
 export interface TlsMaterial {
@@ -46,6 +48,10 @@ export interface Services {
   readonly ca: InternalCa;
   /** OIDC clients by settings, so a reload that keeps the IdP keeps its discovery */
   readonly oidcClients: Map<string, OidcClient>;
+  /** open TCP tunnels of every process (store records), closed when their record, token, session or user goes */
+  readonly tunnels: TunnelRegistry;
+  /** the connector hub: sessions of the connectors that dialled in, enrollment, presence */
+  readonly connectors: ConnectorHub;
 }
 
 export interface AppState {
@@ -139,6 +145,11 @@ export async function buildState(
     clientCas.push(...certs);
   }
 
+  // connectors present their internal-CA certificate to the front door: the TLS layer asks for one even when
+  // users are not trusted with the internal CA (their certificates are then refused for users, see InternalTrust)
+  const connectorsOnly = caActive && config.connectors.length > 0 && !trust.includes('internal');
+  const tlsClientCas = connectorsOnly ? [...clientCas, ...splitPemCertificates(ca!.caBundlePem())] : clientCas;
+
   const upstreamTls = new Map<string, UpstreamTls>();
   for (let i = 0; i < config.routes.length; i++) {
     const r = config.routes[i]!;
@@ -178,7 +189,7 @@ export async function buildState(
     upstreamTls,
     trustedProxies: trustedProxyList(config.server.trustedProxies),
     certificates: new ClientCertificates(revocation, {
-      internal: caActive && trust.includes('internal') ? internalTrust(ca!) : undefined,
+      internal: caActive && (trust.includes('internal') || connectorsOnly) ? internalTrust(ca!, trust.includes('internal')) : undefined,
       userField: config.identity.certificates.userField,
     }),
     caPublisher: caActive ? ca : undefined,
@@ -198,6 +209,8 @@ export async function buildState(
           directory: services.directory,
           sessions: services.sessions,
           ca: services.ca,
+          connectors: services.connectors,
+          tunnels: services.tunnels,
           loginAvailable,
           findRoute: (host) => {
             const found = routes.matchDestination(host);
@@ -214,7 +227,7 @@ export async function buildState(
     tls: {
       cert,
       key,
-      clientCas,
+      clientCas: tlsClientCas,
       minVersion: tlsConfig?.minVersion ?? 'TLSv1.2',
       renewAt,
       certificateFor: !tlsConfig && caActive ? (name) => serverCertificateFor(ca!, routes, config.server.authHost, name) : undefined,
@@ -223,12 +236,13 @@ export async function buildState(
   };
 }
 
-function internalTrust(ca: InternalCa): InternalTrust {
+function internalTrust(ca: InternalCa, users: boolean): InternalTrust {
   return {
     ca: new X509Certificate(ca.caCertificatePem()),
+    users,
     lookup: (serial) => {
       const record = ca.recordOf(serial);
-      return record ? { revoked: record.revoked !== undefined, user: record.user } : undefined;
+      return record ? { revoked: record.revoked !== undefined, user: record.user, kind: record.kind } : undefined;
     },
   };
 }

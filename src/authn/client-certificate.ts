@@ -19,8 +19,16 @@ export interface RevocationSource {
 export interface InternalTrust {
   /** the CA that issues device certificates */
   readonly ca: X509Certificate;
-  /** what the CA's records say of a serial: undefined when it never issued it (or the record is gone) */
-  lookup(serial: string): { readonly revoked: boolean; readonly user?: string | undefined } | undefined;
+  /**
+   * false when the front door asks for the internal CA's certificates only so that connectors can present theirs
+   * (`identity.certificates.trust` does not name "internal"): then none of them stands for a user. Default true.
+   */
+  readonly users?: boolean;
+  /**
+   * what the CA's records say of a serial: undefined when it never issued it (or the record is gone). Only a
+   * `device` certificate stands for a user or passes a certificate route; `connector` and `server` never do.
+   */
+  lookup(serial: string): { readonly revoked: boolean; readonly user?: string | undefined; readonly kind?: 'device' | 'connector' | 'server' | undefined } | undefined;
 }
 
 export interface ClientCertificateOptions {
@@ -130,10 +138,16 @@ export class ClientCertificates {
     if (now > cached.notAfter) return { ...base, status: 'expired' };
     if (now < cached.notBefore) return { ...base, status: 'not-yet-valid' };
     if (cached.internal) {
+      if (this.#internal!.users === false) {
+        return { ...base, status: 'untrusted', detail: 'identity.certificates.trust does not name "internal": its certificates are for connectors only' };
+      }
       // the CA's records are in memory and follow the store: a revocation anywhere applies to the next request
       const known = this.#internal!.lookup(base.serial!);
       if (!known) return { ...base, status: 'invalid', detail: 'the internal CA has no record of this certificate' };
       if (known.revoked) return { ...base, status: 'revoked' };
+      if (known.kind !== undefined && known.kind !== 'device') {
+        return { ...base, status: 'invalid', detail: `it is a ${known.kind} certificate, which stands for a ${known.kind}, not for a user's device` };
+      }
       return known.user === undefined ? base : { ...base, user: known.user };
     }
     const revoked = this.revocation.isRevoked(cached.issuerKey, base.serial!);

@@ -9,8 +9,11 @@ import { runPac } from './pac.ts';
 import { runExplain } from './explain.ts';
 import { runDemo } from './demo.ts';
 import { runLogin } from './login.ts';
+import { runConnect } from './connect.ts';
+import { runTunnel } from './tunnel.ts';
 import { runTokenIssue, runTokenList, runTokenRevoke } from './token.ts';
 import { runCaCrl, runCaInit, runCaIssue, runCaList, runCaRevoke } from './ca.ts';
+import { runBackup, runRestore } from './backup.ts';
 import { serve } from '../app/index.ts';
 
 const debug = process.argv.includes('--debug');
@@ -83,6 +86,73 @@ program
   .option('--timeout <duration>', 'how long to wait for the browser sign-in', '5m')
   .action(async (o: { via: string; browser: boolean; ca?: string; timeout: string }) => {
     await runLogin({ via: o.via, browser: o.browser, ...(o.ca !== undefined ? { ca: o.ca } : {}), timeoutMs: parseDuration(o.timeout) });
+  });
+
+program
+  .command('tunnel')
+  .description('a byte stream to a TCP route through the Gatehouse: stdin/stdout (SSH ProxyCommand), or a local port with --listen')
+  .argument('<target>', 'the route: its host (or alias) or its name, with any :PORT (ignored by tcp routes; default 22)')
+  .requiredOption('--via <url>', 'the Gatehouse auth host, e.g. https://gate.example.com')
+  .option('--token <token>', 'the token to use (default $GATEHOUSE_TOKEN, else the stored login; signs in through the browser when none is valid)')
+  .option('--cert <file>', 'client certificate (PEM) for routes that ask for a device certificate')
+  .option('--key <file>', 'the private key (PEM) of --cert')
+  .option('--ca <file>', 'PEM CA to trust for the Gatehouse (default $GATEHOUSE_CA, else the system CAs)')
+  .option('--listen <address:port>', 'offer the tunnel as a local port instead (loopback only; port 0: any free port): each connection opens its own tunnel')
+  .option('--resolve <host:address>', 'connect to ADDRESS for HOST, like curl (HOST:PORT:ADDRESS also works); repeatable', (v: string, all: string[] | undefined) => [...(all ?? []), v])
+  .option('--no-browser', 'when a sign-in is needed, do not try to open a browser; only print the URL')
+  .option('--no-sign-in', 'never sign in through the browser: fail with a message when not signed in')
+  .option('--timeout <duration>', 'how long to wait for the browser sign-in', '5m')
+  .addHelpText(
+    'after',
+    `
+Made for SSH. In ~/.ssh/config:
+  Host *.corp.example.com
+    ProxyCommand gatehouse tunnel %h:%p --via https://gate.corp.example.com
+    ServerAliveInterval 60
+after which "ssh host.corp.example.com" (and scp, rsync, git over ssh) works from anywhere. The route must be a
+tcp route (tcp: HOST:PORT in the configuration); it decides where the bytes go, so %p is ignored. The first use
+opens the browser to sign in (as gatehouse login) and keeps the token; stdout carries only the tunnel's bytes.
+An idle tunnel ends after the route's upstream.timeouts.read (default 180s): ServerAliveInterval keeps SSH busy.
+
+With a device certificate:   ProxyCommand gatehouse tunnel %h:%p --via https://gate.corp.example.com --cert ~/.gatehouse/laptop.crt --key ~/.gatehouse/laptop.key
+As a local port:             gatehouse tunnel db.corp.example.com --via https://gate.corp.example.com --listen 127.0.0.1:5432
+Gatehouse not in DNS:        gatehouse tunnel db --via https://gate.corp.example.com --resolve gate.corp.example.com:203.0.113.7`,
+  )
+  .action(
+    async (
+      target: string,
+      o: { via: string; token?: string; cert?: string; key?: string; ca?: string; listen?: string; resolve?: string[]; browser: boolean; signIn: boolean; timeout: string },
+    ) => {
+      process.exitCode = await runTunnel({ ...o, target, timeoutMs: parseDuration(o.timeout) });
+      process.exit(); // stdin may be a terminal that keeps the loop alive; with --listen, Ctrl-C ends the open tunnels too
+    },
+  );
+
+program
+  .command('connect')
+  .description('run a connector beside a backend: it dials out to the Gatehouse and serves the routes whose to/tcp is connector:NAME (the backend needs no inbound port)')
+  .requiredOption('--via <url>', 'the Gatehouse auth host, e.g. https://gate.example.com')
+  .requiredOption('--name <name>', 'the connector name, as in connectors: of the Gatehouse configuration')
+  .requiredOption('--to <target>', 'the backend: http://HOST[:PORT], https://HOST[:PORT] (the connector makes the TLS connection) or HOST:PORT')
+  .option('--cert <file>', 'the connector certificate (PEM), from gatehouse ca issue --connector NAME')
+  .option('--key <file>', 'the private key (PEM) of --cert')
+  .option('--enroll <token>', 'enroll with this one-time token (from the dashboard or POST /api/v1/connectors/NAME/enrollment) on first start')
+  .option('--state <dir>', 'where an enrolled connector keeps its key and certificate (mode 0600); default ~/.config/gatehouse/connectors/NAME')
+  .option('--ca <file>', 'PEM CA to trust for the Gatehouse (default $GATEHOUSE_CA, else the system CAs)')
+  .option('--to-ca <file>', 'PEM CA to trust for an https:// backend (default the system CAs)')
+  .option('--to-insecure', 'do not verify the certificate of an https:// backend')
+  .addHelpText(
+    'after',
+    `
+Enroll once with a token, then restart with the same --state and no token:
+  gatehouse connect --via https://gate.example.com --name office-jenkins --to http://127.0.0.1:8080 --enroll ghc_… --state /var/lib/gatehouse-connector
+Or with a certificate issued on the Gatehouse host:
+  gatehouse ca issue -c gatehouse.yaml --connector office-jenkins --out office-jenkins
+  gatehouse connect --via https://gate.example.com --name office-jenkins --to 10.0.0.5:22 --cert office-jenkins.crt --key office-jenkins.key
+Run several with the same name to share the load; each keeps a link to every Gatehouse worker and reconnects by itself.`,
+  )
+  .action(async (o: { via: string; name: string; to: string; cert?: string; key?: string; enroll?: string; state?: string; ca?: string; toCa?: string; toInsecure?: boolean }) => {
+    process.exitCode = await runConnect(o);
   });
 
 const token = program.command('token').description('API tokens in the configured store: issue, list, revoke');
@@ -182,6 +252,27 @@ ca
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
   .action(async (o: { config: string }) => {
     process.exitCode = await runCaCrl(o);
+  });
+
+program
+  .command('backup')
+  .description('copy every record of the configured store (users, tokens, sessions, certificates, the CA with its sealed key, audit…) to OUT: JSON lines, mode 0600')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .argument('<out>', 'the backup file to write')
+  .option('--force', 'replace OUT when it exists')
+  .action(async (out: string, o: { config: string; force?: boolean }) => {
+    process.exitCode = await runBackup({ ...o, out });
+  });
+
+program
+  .command('restore')
+  .description('write every record of the backup IN into the configured store, which must be empty (or --force); SQLite and etcd either way')
+  .requiredOption('-c, --config <file>', 'configuration file (YAML)')
+  .argument('<in>', 'a file written by gatehouse backup')
+  .option('--force', 'delete everything in the store first')
+  .addHelpText('after', '\nSealed secrets stay sealed: the restored store needs the same identity.secretsKey. Restore before starting the Gatehouses that use the store.')
+  .action(async (file: string, o: { config: string; force?: boolean }) => {
+    process.exitCode = await runRestore({ ...o, in: file });
   });
 
 try {

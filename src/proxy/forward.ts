@@ -6,7 +6,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import type { ErrorCode } from '../core/index.ts';
+import { GatehouseError, type ErrorCode } from '../core/index.ts';
 import type { UpstreamDispatcher } from './upstream-pool.ts';
 import { clientResponseHeaders } from './headers.ts';
 import { rewriteResponseHeaders } from './rewrite-redirects.ts';
@@ -97,6 +97,8 @@ export function classifyUpstreamError(err: unknown, timeouts?: ForwardTimeouts):
   const e = err as NodeJS.ErrnoException;
   const c = e?.code ?? '';
   if (err instanceof UpstreamTimeoutError) return { code: 'ERR_UPSTREAM_TIMEOUT', message: err.message };
+  // a dial through a connector (`Dialer`) says what went wrong in our own terms
+  if (err instanceof GatehouseError) return { code: err.code, message: err.message };
   const phase = undiciTimeouts[c];
   if (phase) return { code: 'ERR_UPSTREAM_TIMEOUT', message: timeoutMessage(phase, timeouts?.[phase]) };
   if (c === 'EGATEHOUSE_FORBIDDEN_ADDRESS') return { code: 'ERR_UPSTREAM_FORBIDDEN', message: e.message };

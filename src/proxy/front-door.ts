@@ -12,14 +12,15 @@ import { errorStatus, isoNow, nextRequestId, type Dialer, type ErrorCode, type L
 import { evaluate, type CertificateFacts, type CertificateUserFacts, type Decision, type UserFacts } from '../policy/index.ts';
 import { canonicalSerialFromNode } from '../pki/index.ts';
 import { SignIn } from './sign-in.ts';
-import type { AuthHostRequest, ProxyState } from './proxy-state.ts';
-import type { RouteMatch } from './route-table.ts';
+import type { AuthHostRequest, ConnectorEndpoints, ProxyState } from './proxy-state.ts';
+import type { RouteMatch, UpstreamTarget } from './route-table.ts';
 import { normalizePath, splitTarget } from './normalize-path.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { forward, newForwardResult, type ForwardResult } from './forward.ts';
 import { guardedLookup, isForbiddenAddress, type UpstreamPool } from './upstream-pool.ts';
 import { rawErrorResponse, sendError, wantsJson } from './error-page.ts';
 import { proxyWebSocket } from './upgrade.ts';
+import { openTcpTunnel, type TunnelService } from './tcp-tunnel.ts';
 
 export interface FrontDoorOptions {
   readonly state: () => ProxyState;
@@ -30,6 +31,10 @@ export interface FrontDoorOptions {
   readonly acceptTls: (socket: Duplex) => void;
   /** reaches backends behind connectors (`connector:NAME` upstreams); absent: such routes answer 502 */
   readonly dialer?: Dialer | undefined;
+  /** registers TCP tunnels (CONNECT to a `tcp` route); absent: such CONNECTs answer 502 */
+  readonly tunnels?: TunnelService | undefined;
+  /** the connector hub's endpoints on the auth host (`/.gatehouse/connector…`); absent: 404 there */
+  readonly connectors?: ConnectorEndpoints | undefined;
 }
 
 /** Host header → lower-case host and port; undefined when malformed. */
@@ -249,10 +254,10 @@ export class FrontDoor {
     state: ProxyState,
     req: IncomingMessage,
     host: string,
+    auth: string | undefined = req.headers.authorization,
   ): Promise<{ user: UserFacts; sessionId: string } | { invalidToken: true } | undefined> {
     const signIn = state.signIn;
     if (!signIn) return undefined;
-    const auth = req.headers.authorization;
     if (auth && /^bearer\s+gh_/i.test(auth)) {
       const token = await signIn.sessions.findToken(auth.slice(auth.indexOf(' ') + 1).trim());
       if (!token) return { invalidToken: true };
@@ -373,6 +378,7 @@ export class FrontDoor {
       }
       return this.#refuse(req, res, rec, decision.code, decision.reason, route.name);
     }
+    if (route.connector !== undefined) return this.#viaConnector(state, req, res, rec, match, pathAndQuery, publicHost, rewrite, user, sessionId, certificate);
     const target = match.target;
     if (!target) {
       return this.#refuse(req, res, rec, 'ERR_UPSTREAM_UNREACHABLE', `route ${route.name} has no HTTP upstream`, route.name);
@@ -401,6 +407,56 @@ export class FrontDoor {
         dispatcher: this.#o.pool.dispatcherFor(target, tls, guard, upstream.timeouts.connect),
         method: rec.method,
         path: target.basePath + pathAndQuery,
+        headers,
+        timeouts: upstream.timeouts,
+        maxBodySize: upstream.maxBodySize,
+        requestId: rec.id,
+        rewrite: rewrite && upstream.rewriteRedirects ? { names: match.upstreamNames, publicHost } : undefined,
+      },
+      (code, message, close) => this.#refuse(req, res, rec, code, message, route.name, close),
+      rec.forwarded,
+    );
+  }
+
+  /**
+   * `to: connector:NAME`: forwarded over streams the connector opens to its backend (plain HTTP/1.1 inside;
+   * the connector makes any TLS connection). The Host header is the route's host unless `hostHeader` says else.
+   */
+  #viaConnector(
+    state: ProxyState,
+    req: IncomingMessage,
+    res: ServerResponse,
+    rec: RequestRecord,
+    match: RouteMatch,
+    pathAndQuery: string,
+    publicHost: string,
+    rewrite: boolean,
+    user: UserFacts | undefined,
+    sessionId: string | undefined,
+    certificate: CertificateFacts,
+  ): void {
+    const route = match.route;
+    const name = route.connector!;
+    const dialer = this.#o.dialer;
+    if (!dialer) return this.#refuse(req, res, rec, 'ERR_UPSTREAM_UNREACHABLE', `route ${route.name} goes through connector ${name}, and this Gatehouse has no connectors`, route.name);
+    const upstream = route.config.upstream;
+    const hostHeader = match.hostHeader === 'preserve' ? req.headers.host ?? publicHost : match.hostHeader ?? connectorHostHeader(match, publicHost);
+    const headers = upstreamRequestHeaders(req.rawHeaders, {
+      hostHeader,
+      clientIp: this.#clientIp(req),
+      publicHost,
+      requestId: rec.id,
+      trusted: this.#trusted(state, req),
+      ...(route.config.identityHeaders ? { extra: this.#identityHeaders(state, route.name, publicHost, user, sessionId, certificate) } : {}),
+    });
+    rec.forwarded = newForwardResult();
+    forward(
+      req,
+      res,
+      {
+        dispatcher: this.#o.pool.connectorDispatcherFor(name, dialer, upstream.timeouts.connect),
+        method: rec.method,
+        path: pathAndQuery,
         headers,
         timeouts: upstream.timeouts,
         maxBodySize: upstream.maxBodySize,
@@ -464,6 +520,13 @@ export class FrontDoor {
   #authHost(state: ProxyState, req: IncomingMessage, res: ServerResponse, rec: RequestRecord, path: string, query: string): void {
     rec.route = '(auth host)';
     rec.decision = 'allow';
+    const connectors = this.#o.connectors;
+    if (connectors?.owns(path)) {
+      this.#async(req, res, rec, async () => {
+        if (!(await connectors.request(req, res, path, rec.id))) this.#refuse(req, res, rec, 'ERR_ROUTE_NOT_FOUND', `nothing at ${path} on the auth host`);
+      });
+      return;
+    }
     const signIn = state.signIn;
     if (signIn && (path.startsWith('/.gatehouse/') || path === '/.well-known/jwks.json')) {
       if (path === '/.gatehouse/signed-out') return this.#page(req, res, rec, 'Signed out', '<p>You have signed out of every site behind this Gatehouse.</p>');
@@ -641,6 +704,12 @@ ${html}</body></html>\n`;
     const path = normalizePath(rawPath);
     if (path === undefined) return refuse('ERR_BAD_REQUEST', 'the request path cannot be normalised safely');
     rec.path = path;
+    const connectors = this.#o.connectors;
+    if (rewrite && host.host === state.authHost && connectors?.owns(path)) {
+      // a connector dialling in: the hub checks its certificate and takes the socket
+      rec.route = '(connector)';
+      return connectors.upgrade(req, socket, head, rec.id);
+    }
     const found = state.routes.matchDestination(host.host);
     if (!found) return refuse(rewrite ? 'ERR_ROUTE_NOT_FOUND' : 'ERR_PROXY_DESTINATION_FORBIDDEN', `no route is published at ${host.host}`);
     const match = found.match;
@@ -648,13 +717,17 @@ ${html}</body></html>\n`;
     const proceed = (user: UserFacts | undefined, sessionId: string | undefined): void => {
       const { decision, certificate } = this.#decide(state, req, rec, match, path, user);
       if (!decision.allow) return refuse(decision.code, decision.reason);
-      const target = match.target;
+      const connector = match.route.connector;
+      const dialer = this.#o.dialer;
+      if (connector !== undefined && !dialer) return refuse('ERR_UPSTREAM_UNREACHABLE', `route ${match.route.name} goes through connector ${connector}, and this Gatehouse has no connectors`);
+      const target = connector !== undefined ? connectorTarget(connector) : match.target;
       if (!target) return refuse('ERR_UPSTREAM_UNREACHABLE', `route ${match.route.name} has no HTTP upstream`);
       const guard = match.route.templated && !match.route.config.upstream.allowLoopback;
       if (guard && isIP(target.hostname) && isForbiddenAddress(target.hostname)) {
         return refuse('ERR_UPSTREAM_FORBIDDEN', `${target.hostname} is a loopback or link-local address this route may not reach`);
       }
-      const hostHeader = match.hostHeader === 'preserve' ? hostValue! : match.hostHeader ?? target.authority;
+      const hostHeader =
+        match.hostHeader === 'preserve' ? hostValue! : match.hostHeader ?? (connector !== undefined ? connectorHostHeader(match, hostValue!) : target.authority);
       const headers = upstreamRequestHeaders(req.rawHeaders, {
         hostHeader,
         clientIp: this.#clientIp(req),
@@ -676,6 +749,10 @@ ${html}</body></html>\n`;
         connectTimeout: match.route.config.upstream.timeouts.connect,
         readTimeout: match.route.config.upstream.timeouts.read,
         requestId: rec.id,
+        dial:
+          connector !== undefined
+            ? () => dialer!.dial(connector, { signal: AbortSignal.timeout(match.route.config.upstream.timeouts.connect) })
+            : undefined,
         onRefuse: refuse,
         onDone: (status, bytesIn, bytesOut) => {
           rec.status = status;
@@ -742,14 +819,15 @@ ${html}</body></html>\n`;
       rec.reason ??= message;
       rec.status = errorStatus[code];
       if (rec.decision === undefined && rec.status === 403) rec.decision = 'deny';
-      socket.end(rawErrorResponse({ code, message, requestId: rec.id, route: rec.route }));
+      socket.end(rawErrorResponse({ code, message, requestId: rec.id, route: rec.route }, wantsJson(req.headers.accept)));
       this.#logUpgrade(state, rec);
     };
     const dest = parseConnectTarget(req.url);
     if (!dest) return refuse('ERR_BAD_REQUEST', 'CONNECT needs HOST:PORT');
     rec.host = dest.host;
-    const found = state.routes.matchDestination(dest.host);
-    if (!found || found.match.route.config.tcp) {
+    const found = tcpDestination(state, dest.host);
+    if (found?.match.route.config.tcp !== undefined) return this.#tcpTunnel(state, req, socket, head, rec, found.match, dest.host, refuse);
+    if (!found) {
       return refuse('ERR_PROXY_DESTINATION_FORBIDDEN', `${dest.host}:${dest.port} is not a published route; Gatehouse is not an open proxy`);
     }
     const match = found.match;
@@ -795,6 +873,85 @@ ${html}</body></html>\n`;
       if (rec.status === 200) this.#logUpgrade(state, rec);
     });
   };
+
+  /**
+   * CONNECT to a `tcp` route (`gatehouse tunnel`): decided like an HTTP request to the route (a bearer token in
+   * `Proxy-Authorization` or `Authorization`, the client certificate), then a byte tunnel to the route's TCP
+   * target. The port the client asked for is ignored: a tcp route publishes one service, and it decides where
+   * the bytes go (so `ssh`'s `%p`, 22 by default, works whatever port the service listens on).
+   */
+  #tcpTunnel(state: ProxyState, req: IncomingMessage, socket: Duplex, head: Buffer, rec: RequestRecord, match: RouteMatch, asked: string, refuse: (code: ErrorCode, message: string) => void): void {
+    const route = match.route;
+    rec.route = route.name;
+    const tunnels = this.#o.tunnels;
+    const proxyAuth = req.headers['proxy-authorization'];
+    const bearer = proxyAuth && /^bearer\s+gh_/i.test(proxyAuth) ? proxyAuth : req.headers.authorization;
+    const proceed = (who: { user: UserFacts; sessionId: string } | undefined): void => {
+      const { decision, certificate } = this.#decide(state, req, rec, match, '/', who?.user);
+      if (!decision.allow) return refuse(decision.code, decision.reason);
+      if (!match.tcp) return refuse('ERR_PROXY_DESTINATION_FORBIDDEN', `route ${route.name} has no TCP target for ${asked}`);
+      if (!tunnels) return refuse('ERR_UPSTREAM_UNREACHABLE', 'TCP tunnels are not available in this Gatehouse');
+      const device = certificate.status === 'valid' ? certificate.serial : undefined;
+      const recheck = (): string | undefined => {
+        const now = this.#o.state();
+        const again = tcpDestination(now, asked);
+        if (again?.match.route.name !== route.name) return `route ${route.name} is no longer published at ${asked}`;
+        const facts = who ? this.#userFacts(now, who.user.email, who.user.groups) : undefined;
+        const { decision: d } = this.#decide(now, req, this.#record(req), again.match, '/', facts);
+        return d.allow ? undefined : `${d.reason} (${d.code})`;
+      };
+      openTcpTunnel({
+        socket,
+        head,
+        target: match.tcp,
+        guard: route.templated && !route.config.upstream.allowLoopback,
+        connectTimeoutMs: route.config.upstream.timeouts.connect,
+        idleMs: route.config.upstream.timeouts.read,
+        dialer: this.#o.dialer,
+        tunnels,
+        requestId: rec.id,
+        opening: {
+          route: route.name,
+          host: asked,
+          user: who?.user.email ?? certificate.user,
+          client: this.#clientIp(req),
+          via: who ? (who.sessionId.startsWith('token:') ? 'token' : 'session') : device !== undefined ? 'certificate' : 'public',
+          credential: who ? (who.sessionId.startsWith('token:') ? who.sessionId : `session:${who.sessionId}`) : undefined,
+          device,
+          recheck,
+        },
+        onRefuse: (code, message) => {
+          if (code !== 'ERR_CLIENT_CLOSED' && errorStatus[code] >= 500) this.#upstreamErrors.inc({ route: route.name, code });
+          refuse(code, message);
+        },
+        onOpen: () => {
+          rec.status = 200;
+        },
+        onDone: (why, bytesIn, bytesOut) => {
+          rec.bytesIn = bytesIn;
+          rec.bytesOut = bytesOut;
+          rec.reason = `${rec.reason ?? 'allowed'}; tunnel ended: ${why}`;
+          this.#logUpgrade(state, rec);
+        },
+      });
+    };
+    const auth = route.config.auth;
+    if ((auth === 'login' || auth === 'login+certificate') && state.loginAvailable) {
+      this.#principal(state, req, asked, bearer).then(
+        (who) => {
+          if (who && 'invalidToken' in who) {
+            rec.decision = 'deny';
+            return refuse('ERR_TOKEN_INVALID', 'the bearer token is unknown, revoked or expired');
+          }
+          if (who) rec.user = who.user.email;
+          proceed(who);
+        },
+        () => refuse('ERR_INTERNAL', 'Gatehouse could not handle this request'),
+      );
+      return;
+    }
+    proceed(undefined);
+  }
 
   /** Answers a CONNECT with 200 and runs TLS (Gatehouse's own front door) inside the tunnel. */
   tunnelIntoFrontDoor(socket: Duplex, head: Buffer, clientIp: string): void {
@@ -860,6 +1017,24 @@ ${html}</body></html>\n`;
       );
     }
   };
+}
+
+/** The Host header for a route behind a connector: the route's host (for a pattern route, the host asked for). */
+function connectorHostHeader(match: RouteMatch, publicHost: string): string {
+  return match.route.pattern ? parseHost(publicHost)?.host ?? publicHost : match.route.config.host;
+}
+
+/** Stands in for the upstream of a connector route where an `UpstreamTarget` is needed (the connection is a dialled stream). */
+function connectorTarget(name: string): UpstreamTarget {
+  return { protocol: 'http:', hostname: `${name}.connector.invalid`, port: 80, authority: `${name}.connector.invalid`, basePath: '', origin: `http://${name}.connector.invalid` };
+}
+
+/** A CONNECT destination: a route host or alias, else the name of a TCP route (`gatehouse tunnel NAME`). */
+function tcpDestination(state: ProxyState, host: string): { match: RouteMatch; byAlias: boolean } | undefined {
+  const found = state.routes.matchDestination(host);
+  if (found) return found;
+  const byName = state.routes.matchTcpName(host);
+  return byName ? { match: byName, byAlias: true } : undefined;
 }
 
 export function parseConnectTarget(target: string | undefined): { host: string; port: number } | undefined {

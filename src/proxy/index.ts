@@ -7,5 +7,5 @@ export { renderPac } from './pac.ts';
 export { rewriteUrl, rewriteResponseHeaders } from './rewrite-redirects.ts';
 export { upstreamRequestHeaders, clientResponseHeaders } from './headers.ts';
 export { sendError, escapeHtml } from './error-page.ts';
-export type { AuthHostApp, AuthHostRequest, CaPublisher, Principal, ProxyState } from './proxy-state.ts';
+export type { AuthHostApp, AuthHostRequest, CaPublisher, ConnectorEndpoints, Principal, ProxyState } from './proxy-state.ts';
 export { SignIn, originOf, isLoopbackRedirect, type SignInState } from './sign-in.ts';

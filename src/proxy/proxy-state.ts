@@ -4,6 +4,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { BlockList } from 'node:net';
+import type { Duplex } from 'node:stream';
 import type { AssertionSigner, ClientCertificates } from '../authn/index.ts';
 import type { CertificateFacts, CompiledPolicy, UserFacts } from '../policy/index.ts';
 import type { Directory } from '../directory/index.ts';
@@ -71,6 +72,19 @@ export interface AuthHostRequest {
   readonly principal: () => Promise<Principal | { readonly invalidToken: true } | undefined>;
   /** where to send a browser to sign in and come back to `returnTo` */
   readonly loginUrl: (returnTo: string) => string;
+}
+
+/**
+ * The connector hub's endpoints on the auth host (`/.gatehouse/connector…`), wired in by the app: connectors
+ * upgrade their connection there, enroll and renew their certificates. It checks who calls itself.
+ */
+export interface ConnectorEndpoints {
+  /** whether `path` (normalised) is one of the hub's */
+  owns(path: string): boolean;
+  /** `GET /.gatehouse/connector` with `Upgrade: gatehouse-connector/1`: the hub takes the socket, answering 101 or a refusal */
+  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, requestId: string): void;
+  /** `POST /.gatehouse/connector/enroll` and `…/renew`: resolves false for a path that is not the hub's */
+  request(req: IncomingMessage, res: ServerResponse, path: string, requestId: string): Promise<boolean>;
 }
 
 /** The dashboard and API: answers the request and resolves true when it owns the path, else resolves false. */

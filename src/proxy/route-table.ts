@@ -17,6 +17,9 @@ export interface UpstreamTarget {
   readonly origin: string;
 }
 
+/** Where a TCP route's bytes go: a fixed or filled-in `HOST:PORT`, or a connector. */
+export type TcpTarget = { readonly host: string; readonly port: number } | { readonly connector: string };
+
 export interface CompiledRoute {
   readonly name: string;
   readonly config: RouteConfig;
@@ -29,11 +32,15 @@ export interface CompiledRoute {
   readonly upstreamNames: ReadonlySet<string>;
   readonly hostHeader: string | undefined;
   readonly upstreamHttps: boolean;
+  /** a `tcp` route's target when it is fixed (no {N}) */
+  readonly tcpFixed?: TcpTarget | undefined;
 }
 
 export interface RouteMatch {
   readonly route: CompiledRoute;
   readonly target: UpstreamTarget | undefined;
+  /** a `tcp` route's target for this host; undefined for HTTP routes and hosts the template does not fit */
+  readonly tcp?: TcpTarget | undefined;
   readonly upstreamNames: ReadonlySet<string>;
   readonly hostHeader: string | undefined;
 }
@@ -71,6 +78,17 @@ export function parseUpstream(url: string): UpstreamTarget | undefined {
   };
 }
 
+/** `HOST:PORT` (IPv6 in brackets) or `connector:NAME`; undefined when it is neither. */
+export function parseTcpTarget(text: string): TcpTarget | undefined {
+  if (text.startsWith('connector:')) return text.length > 10 ? { connector: text.slice(10) } : undefined;
+  const m = /^(\[[0-9a-fA-F:.]+\]|[a-zA-Z0-9_.-]+):(\d{1,5})$/.exec(text);
+  if (!m) return undefined;
+  const port = Number(m[2]);
+  if (port < 1 || port > 65535) return undefined;
+  const host = m[1]!.startsWith('[') ? m[1]!.slice(1, -1) : m[1]!;
+  return { host: host.toLowerCase(), port };
+}
+
 function fill(template: string, captures: readonly string[]): string {
   return template.replace(/\{(\d+)\}/g, (_, n: string) => captures[Number(n) - 1] ?? '');
 }
@@ -89,7 +107,8 @@ function namesOf(target: UpstreamTarget | undefined, aliases: readonly string[],
 function compileRoute(config: RouteConfig): CompiledRoute {
   const to = config.to ?? '';
   const connector = to.startsWith('connector:') ? to.slice('connector:'.length) : undefined;
-  const templated = /\{\d+\}/.test(to);
+  const tcp = config.tcp;
+  const templated = /\{\d+\}/.test(tcp ?? to);
   const fixed = connector || templated || !config.to ? undefined : parseUpstream(to);
   const hostHeader = config.upstream.hostHeader;
   return {
@@ -99,9 +118,11 @@ function compileRoute(config: RouteConfig): CompiledRoute {
     fixed,
     templated,
     connector,
-    upstreamNames: namesOf(fixed, config.aliases, templated ? undefined : hostHeader),
+    // behind a connector the backend sees the route's host (by default): its redirects to it are mapped too
+    upstreamNames: namesOf(fixed, config.aliases, templated ? undefined : hostHeader ?? (connector !== undefined && !config.host.includes('*') ? config.host : undefined)),
     hostHeader,
     upstreamHttps: to.startsWith('https:'),
+    tcpFixed: tcp !== undefined && !templated ? parseTcpTarget(tcp) : undefined,
   };
 }
 
@@ -161,6 +182,11 @@ export class RouteTable {
       const route = p.route;
       if (!route.templated) return this.#fixedMatch(route);
       const captures = m.slice(1);
+      if (route.config.tcp !== undefined) {
+        const tcp = parseTcpTarget(fill(route.config.tcp, captures));
+        if (!tcp) continue; // as for `to`: this host does not fit the template
+        return { route, target: undefined, tcp, hostHeader: undefined, upstreamNames: route.upstreamNames };
+      }
       const target = parseUpstream(fill(route.config.to!, captures));
       if (!target) continue; // this host does not fit the template; a less specific pattern may
       const hostHeader = route.hostHeader ? fill(route.hostHeader, captures) : undefined;
@@ -183,7 +209,13 @@ export class RouteTable {
     return byAlias ? { match: byAlias, byAlias: true } : undefined;
   }
 
+  /** A TCP route by its name (`gatehouse tunnel NAME`), when its target does not depend on the host. */
+  matchTcpName(name: string): RouteMatch | undefined {
+    const route = this.routes.find((r) => r.name === name && r.tcpFixed !== undefined);
+    return route ? this.#fixedMatch(route) : undefined;
+  }
+
   #fixedMatch(route: CompiledRoute): RouteMatch {
-    return { route, target: route.fixed, hostHeader: route.hostHeader, upstreamNames: route.upstreamNames };
+    return { route, target: route.fixed, tcp: route.tcpFixed, hostHeader: route.hostHeader, upstreamNames: route.upstreamNames };
   }
 }

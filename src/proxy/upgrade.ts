@@ -26,6 +26,8 @@ export interface UpgradeRequest {
   readonly requestId: string;
   readonly onRefuse: (code: ErrorCode, message: string) => void;
   readonly onDone: (status: number, bytesIn: number, bytesOut: number) => void;
+  /** a route behind a connector: the connection is a stream through it (plain HTTP/1.1 inside; `target` and `tls` unused) */
+  readonly dial?: (() => Promise<Duplex>) | undefined;
 }
 
 function head(status: number, message: string | undefined, raw: readonly string[]): string {
@@ -35,7 +37,8 @@ function head(status: number, message: string | undefined, raw: readonly string[
 }
 
 export function proxyWebSocket(u: UpgradeRequest): void {
-  const https = u.target.protocol === 'https:';
+  const https = u.target.protocol === 'https:' && !u.dial;
+  const dial = u.dial;
   const options = {
     host: u.target.hostname,
     port: u.target.port,
@@ -43,7 +46,15 @@ export function proxyWebSocket(u: UpgradeRequest): void {
     path: u.path,
     headers: u.headers,
     lookup: u.lookup,
-    agent: false,
+    ...(dial
+      ? {
+          // no agent: node:http then takes the connection from createConnection, which may answer later
+          createConnection: (_o: unknown, done: (err: Error | null, socket?: Duplex) => void) => {
+            dial().then((stream) => done(null, stream), (err: Error) => done(err));
+            return undefined;
+          },
+        }
+      : { agent: false }),
     ...(https
       ? { ca: u.tls?.ca, servername: u.tls?.serverName ?? u.target.hostname, rejectUnauthorized: !(u.tls?.insecureSkipVerify ?? false) }
       : {}),

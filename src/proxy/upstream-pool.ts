@@ -6,7 +6,9 @@
  */
 import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import { isIP, type LookupFunction } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { Pool, buildConnector } from 'undici';
+import { GatehouseError, type Dialer } from '../core/index.ts';
 import type { UpstreamTarget } from './route-table.ts';
 
 export interface UpstreamTls {
@@ -68,6 +70,21 @@ export const guardedLookup: LookupFunction = (hostname, options, callback) => {
   });
 };
 
+/** The most one `read()` hands undici from a connector stream. */
+const READ_CHUNK = 64 * 1024;
+
+/**
+ * undici reads its socket with `read()`, which returns everything buffered as one new buffer, and puts back
+ * (`unshift`) what it could not pass on while the client is slow. A socket buffers little; an HTTP/2 stream
+ * buffers up to its flow-control window (16 MiB), so each round would copy the whole window to move one chunk
+ * on. Bounded reads keep each copy small.
+ */
+function boundedReads(stream: Duplex): Duplex {
+  const read = stream.read.bind(stream);
+  stream.read = (size?: number) => read(size ?? (stream.readableLength > READ_CHUNK ? READ_CHUNK : undefined));
+  return stream;
+}
+
 /** Where `forward` sends a request: the pool, and the server name to give undici with every request. */
 export interface UpstreamDispatcher {
   readonly pool: Pool;
@@ -81,6 +98,8 @@ export interface UpstreamDispatcher {
 
 /** How long an idle upstream connection is kept (nginx's upstream default); an upstream's `Keep-Alive: timeout=N` hint wins (less 2 s). */
 const idleMs = 60_000;
+/** How long an idle stream through a connector is kept. */
+const connectorIdleMs = 4_000;
 
 export class UpstreamPool {
   readonly #pools = new Map<string, UpstreamDispatcher>();
@@ -113,6 +132,41 @@ export class UpstreamPool {
       });
       const servername = sni ?? target.hostname;
       found = Object.freeze({ pool, servername });
+      this.#pools.set(key, found);
+    }
+    return found;
+  }
+
+  /**
+   * A pool whose connections are streams through connector `name` (`to: connector:NAME`): each one a dial through
+   * `dialer`, which Gatehouse speaks plain HTTP/1.1 over (the connector makes any TLS connection to its backend).
+   * A dial that takes longer than `connectTimeout` fails as a connect timeout.
+   */
+  connectorDispatcherFor(name: string, dialer: Dialer, connectTimeout: number): UpstreamDispatcher {
+    const key = `connector:${name}|${connectTimeout}`;
+    let found = this.#pools.get(key);
+    if (!found) {
+      const pool = new Pool(`http://${name}.connector.invalid`, {
+        connections: null,
+        pipelining: 1,
+        // a stream costs no handshake to open again, and an idle one holds its connector's session open when
+        // that connector stops or rolls over to a new certificate (it waits for its streams to end)
+        keepAliveTimeout: connectorIdleMs,
+        connect: (_options, callback) => {
+          const signal = AbortSignal.timeout(connectTimeout);
+          dialer.dial(name, { signal }).then(
+            (stream: Duplex) => callback(null, boundedReads(stream) as never),
+            (err: unknown) =>
+              callback(
+                signal.aborted
+                  ? new GatehouseError('ERR_UPSTREAM_TIMEOUT', `connector ${name} did not open a stream within ${connectTimeout} ms`, { cause: err })
+                  : (err as Error),
+                null,
+              ),
+          );
+        },
+      });
+      found = Object.freeze({ pool, servername: `${name}.connector.invalid` });
       this.#pools.set(key, found);
     }
     return found;

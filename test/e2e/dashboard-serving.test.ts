@@ -17,7 +17,7 @@ const ROOT = { email: 'root@example.com' };
 const assetDir = new URL('../../src/admin/assets/', import.meta.url);
 const onDisk = (name: string) => readFileSync(new URL(name, assetDir));
 
-const PAGES = ['/', '/access', '/request-access?route=app', '/requests', '/roles', '/roles/viewers', '/users', '/service-accounts', '/audit', '/explain', '/sessions', '/devices'];
+const PAGES = ['/', '/access', '/request-access?route=app', '/requests', '/roles', '/roles/viewers', '/users', '/service-accounts', '/audit', '/explain', '/sessions', '/devices', '/connectors'];
 
 function assertSecurityHeaders(headers: Record<string, string | string[] | undefined>, what: string): void {
   assert.equal(headers['content-security-policy'], DASHBOARD_CSP, `${what}: CSP`);

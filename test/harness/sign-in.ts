@@ -294,6 +294,8 @@ export interface GatehouseSetup {
   identity?: Record<string, unknown>;
   /** merged into `server` */
   server?: Record<string, unknown>;
+  /** `connectors:` of the configuration */
+  connectors?: Array<{ name: string }>;
   /** run `gatehouse serve` as a child process instead of in this process */
   serve?: boolean;
 }
@@ -371,6 +373,7 @@ export async function startSignInWorld(options: SignInWorldOptions): Promise<Sig
         },
         routes: setup.routes.map((r) => ({ to: echo.origin, ...r })),
         roles: setup.roles ?? [],
+        ...(setup.connectors ? { connectors: setup.connectors } : {}),
       };
       const url = (host: string, path = '/') => `https://${host}:${port}${path}`;
       if (setup.serve) {

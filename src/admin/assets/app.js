@@ -8,6 +8,7 @@ import { requestsPage } from './pages/requests.js';
 import { rolePage, rolesPage } from './pages/roles.js';
 import { usersPage } from './pages/users.js';
 import { serviceAccountsPage } from './pages/service-accounts.js';
+import { connectorsPage } from './pages/connectors.js';
 import { auditPage } from './pages/audit.js';
 import { explainPage } from './pages/explain.js';
 
@@ -21,6 +22,7 @@ const ROUTES = [
   { pattern: /^\/roles\/([a-z0-9-]+)$/, render: rolePage, nav: '/roles', params: ['name'] },
   { pattern: /^\/users$/, render: usersPage, nav: '/users' },
   { pattern: /^\/service-accounts$/, render: serviceAccountsPage, nav: '/service-accounts' },
+  { pattern: /^\/connectors$/, render: connectorsPage, nav: '/connectors' },
   { pattern: /^\/audit$/, render: auditPage, nav: '/audit' },
   { pattern: /^\/explain$/, render: explainPage, nav: '/explain' },
 ];
@@ -56,6 +58,7 @@ function drawNav() {
     ['/devices', 'Devices', 'nav-devices', true],
     ['/users', 'Users', 'nav-users', root],
     ['/service-accounts', 'Service accounts', 'nav-service-accounts', root],
+    ['/connectors', 'Connectors', 'nav-connectors', root],
     ['/audit', 'Audit', 'nav-audit', root],
     ['/explain', 'Explain', 'nav-explain', true],
   ];

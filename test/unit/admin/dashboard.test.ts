@@ -34,10 +34,10 @@ describe('dashboard', () => {
   });
 
   it('knows its page paths', () => {
-    for (const p of ['/', '/access', '/request-access', '/requests', '/roles', '/roles/sre', '/roles/on-call-2', '/users', '/service-accounts', '/audit', '/explain', '/sessions', '/devices']) {
+    for (const p of ['/', '/access', '/request-access', '/requests', '/roles', '/roles/sre', '/roles/on-call-2', '/users', '/service-accounts', '/audit', '/explain', '/sessions', '/devices', '/connectors']) {
       assert.equal(isPagePath(p), true, p);
     }
-    for (const p of ['/roles/', '/roles/SRE', '/roles/a/b', '/rolesx', '/assets/app.js', '/api/v1/me', '/index.html', '/sessions/x', '/devices/x', '//']) {
+    for (const p of ['/roles/', '/roles/SRE', '/roles/a/b', '/rolesx', '/assets/app.js', '/api/v1/me', '/index.html', '/sessions/x', '/devices/x', '/connectors/x', '//']) {
       assert.equal(isPagePath(p), false, p);
     }
   });

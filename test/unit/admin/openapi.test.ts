@@ -16,11 +16,13 @@ import type { ApiCall } from '../../../src/admin/api-call.ts';
 import type { AdminOptions } from '../../../src/admin/options.ts';
 import { Keyring, SessionBook } from '../../../src/authn/index.ts';
 import { CA_MIRROR_KINDS, InternalCa } from '../../../src/ca/index.ts';
-import { isErrorCode, statusOf } from '../../../src/core/index.ts';
+import { Logger, Registry, isErrorCode, statusOf } from '../../../src/core/index.ts';
+import { ConnectorHub, PRESENCE_KIND, type ConnectorPresence } from '../../../src/connector/index.ts';
 import { DIRECTORY_MIRROR_KINDS, Directory } from '../../../src/directory/index.ts';
 import { compilePolicy, type UserFacts } from '../../../src/policy/index.ts';
 import { normalizePath, type AuthHostRequest, type Principal } from '../../../src/proxy/index.ts';
 import { StoreMirror, openSqliteStore } from '../../../src/store/index.ts';
+import { TUNNEL_MIRROR_KINDS, TunnelRegistry } from '../../../src/tunnel/index.ts';
 import { tempDir } from '../../harness/tmp.ts';
 
 const FILE = new URL('../../../docs/openapi.yaml', import.meta.url);
@@ -45,9 +47,13 @@ const DOCUMENTED = [
   'GET /tokens',
   'POST /tokens',
   'DELETE /tokens/{id}',
+  'GET /tunnels',
+  'DELETE /tunnels/{id}',
   'GET /certificates',
   'POST /certificates',
   'POST /certificates/{serial}/revoke',
+  'GET /connectors',
+  'POST /connectors/{name}/enrollment',
   'GET /service-accounts',
   'POST /service-accounts',
   'DELETE /service-accounts/{name}',
@@ -389,7 +395,7 @@ describe('docs/openapi.yaml', () => {
 
   it('every example of a component schema fits the schema', () => {
     const schemas = (spec.components as Obj).schemas as Obj;
-    for (const name of ['Me', 'RouteAccess', 'Role', 'RoleAdmin', 'Membership', 'AccessRequest', 'User', 'Session', 'Token', 'TokenIssued', 'Certificate', 'CertificateIssued', 'ServiceAccount', 'AuditRecord', 'Explanation', 'Error']) {
+    for (const name of ['Me', 'RouteAccess', 'Role', 'RoleAdmin', 'Membership', 'AccessRequest', 'User', 'Session', 'Token', 'TokenIssued', 'Certificate', 'CertificateIssued', 'Connector', 'ConnectorSession', 'ConnectorEnrollment', 'ServiceAccount', 'AuditRecord', 'Explanation', 'Error']) {
       assert.ok(isObj(schemas[name]), `components.schemas.${name}`);
     }
     let checked = 0;
@@ -491,7 +497,7 @@ describe('docs/openapi.yaml describes what the implementation answers', () => {
 
   async function world() {
     const store = await openSqliteStore(join(tmp.dir, 'gatehouse.db'));
-    const mirror = new StoreMirror(store, ['session', 'token', ...DIRECTORY_MIRROR_KINDS, ...CA_MIRROR_KINDS]);
+    const mirror = new StoreMirror(store, ['session', 'token', ...DIRECTORY_MIRROR_KINDS, ...CA_MIRROR_KINDS, ...TUNNEL_MIRROR_KINDS]);
     closers.push(() => store.close(), async () => mirror.close());
     await mirror.start();
     // as with identity.secretsKey configured: the keyring's key is not in the store, so a CA may be created
@@ -503,8 +509,29 @@ describe('docs/openapi.yaml describes what the implementation answers', () => {
     await ca.createRoot({ by: 'test', organisation: 'Acme' });
     const directory = new Directory({ store, mirror, sessions, settings: { admins: ['root@example.com'], roles: rolesConfig } });
     const policy = compilePolicy(routesConfig, rolesConfig);
+    const connectors = new ConnectorHub({ store, ca, log: new Logger({ sink: { write: () => undefined } }), metrics: new Registry(), names: ['office-jenkins', 'lab-ssh'] });
+    connectors.start();
+    closers.push(() => connectors.destroy());
+    // a live session as a worker records it
+    const presence: ConnectorPresence = {
+      name: 'office-jenkins',
+      session: '01JDGY5M2Q8W3E4R5T6Y7U8I9O',
+      address: '198.51.100.23',
+      version: '0.1.0',
+      target: '10.0.0.5:8080',
+      serial: '0A1B2C3D4E5F60718293A4B5C6D7E8F9',
+      since: Date.now(),
+      streams: 2,
+      worker: '1/1',
+    };
+    await store.put(PRESENCE_KIND, `office-jenkins/${presence.session}`, presence, { expiresAt: Date.now() + 60_000 });
+    const tunnels = new TunnelRegistry({ store, mirror, metrics: new Registry(), log: new Logger({ sink: { write: () => undefined } }) });
+    tunnels.start();
+    closers.push(() => tunnels.destroy());
     const o = {
-      config: { identity: { admins: ['root@example.com'] }, routes: routesConfig, roles: rolesConfig },
+      tunnels,
+      config: { identity: { admins: ['root@example.com'] }, routes: routesConfig, roles: rolesConfig, connectors: [{ name: 'office-jenkins' }, { name: 'lab-ssh' }] },
+      connectors,
       policy,
       directory,
       sessions,
@@ -516,11 +543,11 @@ describe('docs/openapi.yaml describes what the implementation answers', () => {
       },
       normalizePath,
     } as unknown as AdminOptions;
-    return { o, directory, sessions, policy };
+    return { o, directory, sessions, policy, tunnels };
   }
 
   it('every operation, called as the dashboard would, answers a documented status and shape', async () => {
-    const { o, directory, sessions, policy } = await world();
+    const { o, directory, sessions, policy, tunnels } = await world();
     const called = new Set<string>();
 
     const person = async (email: string, groups: string[] = []) => {
@@ -619,6 +646,16 @@ describe('docs/openapi.yaml describes what the implementation answers', () => {
     await call(bob, 'GET', '/tokens');
     await call(root, 'GET', '/tokens', {}, { query: 'all=true' });
     await call(bob, 'DELETE', '/tokens/{id}', { id: String((issued.record as Obj).id) });
+    const open = (user: string | undefined) =>
+      tunnels.open({ route: 'ssh', host: 'build1.ssh.corp.example.com', user, client: '203.0.113.7', via: user ? 'token' : 'public', credential: user ? 'token:abc' : undefined });
+    const bobs = await open('bob@example.com');
+    await open(undefined);
+    const mine = await call(bob, 'GET', '/tunnels');
+    assert.deepEqual((mine.tunnels as Obj[]).map((x) => x.id), [bobs.id]);
+    const allTunnels = await call(root, 'GET', '/tunnels', {}, { query: 'all=true' });
+    assert.equal((allTunnels.tunnels as Json[]).length, 2);
+    await call(bob, 'DELETE', '/tunnels/{id}', { id: bobs.id });
+    assert.equal(tunnels.get(bobs.id), undefined, 'closed');
     await call(bob, 'GET', '/sessions');
     await call(root, 'GET', '/sessions', {}, { query: 'all=true' });
     const spare = await sessions.create('bob@example.com', [], undefined);
@@ -636,6 +673,10 @@ describe('docs/openapi.yaml describes what the implementation answers', () => {
     const serial = String((forCsr.record as Obj).serial).toLowerCase().match(/../g)!.join(':');
     const revoked = await call(bob, 'POST', '/certificates/{serial}/revoke', { serial });
     assert.equal(((revoked.certificate as Obj).revoked as Obj).reason, 'laptop stolen');
+    const listed = await call(root, 'GET', '/connectors');
+    assert.deepEqual((listed.connectors as Obj[]).map((c) => [c.name, (c.sessions as Json[]).length]), [['office-jenkins', 1], ['lab-ssh', 0]]);
+    const enrollment = await call(root, 'POST', '/connectors/{name}/enrollment', { name: 'office-jenkins' });
+    assert.match(String(enrollment.command), /^gatehouse connect --via https:\/\/gatehouse\.example\.com --name office-jenkins --to http:\/\/BACKEND:PORT --enroll ghc_/);
     await call(bob, 'POST', '/explain', {}, { body: { url: 'https://wiki.corp.example.com/api/pages', method: 'post' } });
     await call(root, 'POST', '/explain');
     await call(root, 'POST', '/explain', {}, { body: { url: 'https://nowhere.example.com/' } });
