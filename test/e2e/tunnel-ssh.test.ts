@@ -18,6 +18,7 @@ import { join } from 'node:path';
 import { userInfo } from 'node:os';
 import { freePort, startSignInWorld, tempDir, type SignInWorld } from '../harness/index.ts';
 import { GATEHOUSE_BIN, spawnGatehouse } from '../harness/tunnels.ts';
+import { event, startConnector, type ConnectorProcess } from '../harness/connectors.ts';
 import type { Gatehouse } from '../../src/app/index.ts';
 
 const SSHD = '/usr/sbin/sshd';
@@ -26,6 +27,9 @@ const BOB = { email: 'bob@example.com', password: 'bob-password' };
 const DAVE = { email: 'dave@example.com', password: 'dave-password' };
 const ROOT = { email: 'root@example.com', password: 'root-password' };
 const BOX = 'box.corp.test';
+/** the same sshd published through a connector (`tcp: connector:lab`): Gatehouse never dials it itself */
+const LAB = 'lab.corp.test';
+const SECRETS_KEY = 'a-secrets-key-for-the-ssh-tests-only-0123456789';
 
 interface Ran {
   code: number | null;
@@ -42,6 +46,7 @@ describe('SSH through gatehouse tunnel', { timeout: 120_000 }, () => {
   let g: Gatehouse;
   let sshd: ChildProcess;
   let sshdLog = '';
+  let connector: ConnectorProcess | undefined;
   const tokens: Record<string, string> = {};
   const children = new Set<ChildProcess>();
 
@@ -78,16 +83,31 @@ describe('SSH through gatehouse tunnel', { timeout: 120_000 }, () => {
 
     w = await startSignInWorld({
       users: [ALICE, BOB, DAVE, ROOT],
-      identity: { admins: [ROOT.email] },
-      routes: [{ name: 'box', host: BOX, to: undefined, tcp: `127.0.0.1:${sshPort}`, allow: { roles: ['ops'] } }],
-      roles: [{ name: 'ops', members: [ALICE.email, DAVE.email], grants: ['box'] }],
+      identity: { admins: [ROOT.email], secretsKey: SECRETS_KEY },
+      connectors: [{ name: 'lab' }],
+      routes: [
+        { name: 'box', host: BOX, to: undefined, tcp: `127.0.0.1:${sshPort}`, allow: { roles: ['ops'] } },
+        { name: 'lab', host: LAB, to: undefined, tcp: 'connector:lab', allow: { roles: ['ops'] } },
+      ],
+      roles: [{ name: 'ops', members: [ALICE.email, DAVE.email], grants: ['box', 'lab'] }],
     });
     g = w.main.gh!.g;
+    // a connector beside sshd: it dials out to Gatehouse with a certificate from the internal CA
+    await g.services.ca.createRoot({ by: 'test' });
+    const issued = await g.services.ca.issue({ connector: 'lab', issuedBy: 'test' });
+    writeFileSync(join(t.dir, 'lab.crt'), issued.certPem + issued.chainPem);
+    writeFileSync(join(t.dir, 'lab.key'), issued.keyPem!, { mode: 0o600 });
+    connector = startConnector(t.dir, [
+      '--via', `https://gate.test:${w.main.port}`, '--name', 'lab', '--to', `127.0.0.1:${sshPort}`,
+      '--cert', join(t.dir, 'lab.crt'), '--key', join(t.dir, 'lab.key'), '--ca', w.ca.cert,
+    ]);
+    await connector.waitFor(event('connector_connected'));
     for (const u of [ALICE, BOB, DAVE]) tokens[u.email] = (await g.services.sessions.issueToken(u.email, 'ssh tests', 3_600_000, 'api')).token;
   });
 
   after(async () => {
     for (const c of children) c.kill('SIGKILL');
+    await connector?.stop('SIGKILL');
     sshd?.kill();
     await w?.close();
     t.cleanup();
@@ -154,6 +174,24 @@ describe('SSH through gatehouse tunnel', { timeout: 120_000 }, () => {
     assert.equal(got.digest('hex'), sent.digest('hex'));
     const mibPerSecond = 100 / (r.ms / 1000);
     process.stderr.write(`# scp of 100 MiB through gatehouse tunnel: ${r.ms} ms, ${mibPerSecond.toFixed(1)} MiB/s (process start and SSH handshake included)\n`);
+  });
+
+  it('reaches sshd through a connector (tcp: connector:NAME): a command and a 20 MiB copy, checksum intact', async () => {
+    const r = await start('ssh', [...sshOptions(), '-l', user, LAB, 'echo hello-through-the-connector'], tokens[ALICE.email]!).result;
+    assert.equal(r.code, 0, `${r.stderr}\n${connector!.stderr.join('\n')}`);
+    assert.equal(r.stdout, 'hello-through-the-connector\n');
+    const source = join(t.dir, 'lab-payload.bin');
+    const dest = join(t.dir, 'lab-copied.bin');
+    const block = randomBytes(20 * 1024 * 1024);
+    writeFileSync(source, block);
+    const copy = await start('scp', [...sshOptions(), '-q', source, `${user}@${LAB}:${dest}`], tokens[ALICE.email]!).result;
+    assert.equal(copy.code, 0, copy.stderr);
+    const got = createHash('sha256');
+    for await (const chunk of createReadStream(dest)) got.update(chunk as Buffer);
+    assert.equal(got.digest('hex'), createHash('sha256').update(block).digest('hex'));
+    const refused = await start('ssh', [...sshOptions(), '-l', user, LAB, 'echo never'], tokens[BOB.email]!).result;
+    assert.equal(refused.code, 255);
+    assert.match(refused.stderr, /\(ERR_POLICY_DENIED\)$/m);
   });
 
   it('refuses a user without the role in one line from gatehouse tunnel, and ssh fails', async () => {
