@@ -45,7 +45,7 @@ function holderOf(call: ApiCall, user: string | undefined): string {
 /** The certificate `serial` (any spelling) when the caller may see it: their own device's, or any for root. */
 async function visibleCertificate(call: ApiCall, ca: InternalCa, serial: string): Promise<CertificateRecord | undefined> {
   const found = await ca.get(serial);
-  if (!found || found.kind === 'server') return undefined;
+  if (!found || found.kind === 'server' || found.kind === 'instance') return undefined;
   return call.root || found.user === call.me ? found : undefined;
 }
 
@@ -58,7 +58,7 @@ export const CERTIFICATE_ROUTES: readonly ApiRoute[] = [
     handle: async (call) => {
       const all = wantsAll(call, 'certificates');
       const ca = call.o.ca;
-      const records = !ca ? [] : all ? (await ca.list()).filter((r) => r.kind !== 'server') : await ca.list({ user: call.me, kind: 'device' });
+      const records = !ca ? [] : all ? (await ca.list()).filter((r) => r.kind !== 'server' && r.kind !== 'instance') : await ca.list({ user: call.me, kind: 'device' });
       return ok({ certificates: records.sort((a, b) => b.issued - a.issued || (a.serial < b.serial ? -1 : 1)).map(certificateJson) });
     },
   }),

@@ -5,7 +5,7 @@
  * caller itself or through the directory. Directory errors keep their codes; anything else is a logged 500.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { GatehouseError, errorStatus, type ErrorCode } from '../core/index.ts';
+import { GatehouseError, errorStatus, publicMessage, type ErrorCode } from '../core/index.ts';
 import type { AuthHostRequest, Principal } from '../proxy/index.ts';
 import type { AdminOptions } from './options.ts';
 import { readJsonBody } from './api-body.ts';
@@ -89,8 +89,9 @@ export async function handleApi(o: AdminOptions, req: IncomingMessage, res: Serv
     if (err instanceof GatehouseError) {
       // ERR_USAGE is a CLI code; over HTTP it is a bad request
       const code: ErrorCode = err.code === 'ERR_USAGE' ? 'ERR_BAD_REQUEST' : err.code;
-      if (errorStatus[code] >= 500) o.log?.error('api_failed', { id: request.requestId, method: req.method, path: request.path, code, error: err.stack });
-      sendApiError(res, request.requestId, code, err.message, errorHeaders(code));
+      if (code === 'ERR_STORE_UNAVAILABLE') o.log?.warn('store_unavailable', { id: request.requestId, method: req.method, path: request.path, error: err.message });
+      else if (errorStatus[code] >= 500) o.log?.error('api_failed', { id: request.requestId, method: req.method, path: request.path, code, error: err.stack });
+      sendApiError(res, request.requestId, code, publicMessage(err), errorHeaders(code));
       return;
     }
     o.log?.error('api_failed', { id: request.requestId, method: req.method, path: request.path, error: err instanceof Error ? err.stack : String(err) });

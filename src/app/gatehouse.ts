@@ -9,13 +9,13 @@ import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { formatListen, messageOf, Registry, type ListenAddress, type Logger } from '../core/index.ts';
 import { formatProblems, loadConfig, locateProblems, type Config } from '../config/index.ts';
-import { openStore, StoreMirror, type Store } from '../store/index.ts';
+import { newId, openStore, StoreMirror, type Store } from '../store/index.ts';
 import { AssertionSigner, Keyring, SessionBook } from '../authn/index.ts';
 import { FrontDoor, UpstreamPool, forwardProxy, redirectToHttps } from '../proxy/index.ts';
 import { DIRECTORY_MIRROR_KINDS, Directory } from '../directory/index.ts';
 import { CA_MIRROR_KINDS, InternalCa } from '../ca/index.ts';
 import { TUNNEL_MIRROR_KINDS, TunnelRegistry } from '../tunnel/index.ts';
-import { ConnectorHub } from '../connector/index.ts';
+import { ConnectorHub, PeerRelay, PRESENCE_KIND, type ConnectorPresence } from '../connector/index.ts';
 import { createSecureContext, type SecureContext } from 'node:tls';
 import { buildState, withPublicPort, StateBuildError, type AppState, type Services } from './state.ts';
 
@@ -85,18 +85,21 @@ export class Gatehouse {
   #draining = false;
   readonly #services: Services;
   readonly #mirror: StoreMirror;
+  /** the relay to and from the other instances (`server.peer`) */
+  readonly #relay: PeerRelay | undefined;
   /** server certificates from the internal CA by the name they cover, for the clients' SNI */
   readonly #sniContexts = new Map<string, { readonly ctx: SecureContext; readonly renewAt: number; readonly state: AppState }>();
   readonly #unsubscribe: Array<() => void> = [];
   #renewTimer: NodeJS.Timeout | undefined;
 
-  private constructor(options: GatehouseOptions, state: AppState, store: Store, services: Services, mirror: StoreMirror, metrics: Registry) {
+  private constructor(options: GatehouseOptions, state: AppState, store: Store, services: Services, mirror: StoreMirror, metrics: Registry, relay: PeerRelay | undefined) {
     this.metrics = metrics;
     this.#o = options;
     this.#state = state;
     this.#store = store;
     this.#services = services;
     this.#mirror = mirror;
+    this.#relay = relay;
     const getState = () => this.#state.proxy;
     this.#frontDoor = new FrontDoor({
       state: getState,
@@ -133,6 +136,7 @@ export class Gatehouse {
       services.ca.onCaChanged(() => {
         this.#sniContexts.clear();
         void this.reload();
+        void this.#relay?.refresh();
       }),
     );
     this.#renewTimer = setInterval(() => {
@@ -166,9 +170,16 @@ export class Gatehouse {
     let ca: InternalCa | undefined;
     let tunnels: TunnelRegistry | undefined;
     let connectors: ConnectorHub | undefined;
+    let relay: PeerRelay | undefined;
+    // one id for this instance: its workers share the one the primary made
+    const instance = (cluster.isWorker && process.env.GATEHOUSE_INSTANCE) || newId();
     try {
       const keyring = await Keyring.open(store, config.identity.secretsKey);
-      mirror = new StoreMirror(store, ['session', 'token', ...DIRECTORY_MIRROR_KINDS, ...CA_MIRROR_KINDS, ...TUNNEL_MIRROR_KINDS]);
+      const mirrorKinds = ['session', 'token', ...DIRECTORY_MIRROR_KINDS, ...CA_MIRROR_KINDS, ...TUNNEL_MIRROR_KINDS, PRESENCE_KIND];
+      mirror = new StoreMirror(store, mirrorKinds, {
+        onResync: (resync) => options.log.warn('store_resync', { reason: resync.reason, fromRevision: resync.fromRevision }),
+        onReloadFailed: (err) => options.log.warn('store_resync_failed', { error: messageOf(err) }),
+      });
       await mirror.start();
       ca = new InternalCa({ store, keyring, secretsKeyConfigured: config.identity.secretsKey !== undefined, mirror, log: options.log });
       await ca.start();
@@ -189,6 +200,18 @@ export class Gatehouse {
       tunnels.start();
       // with workers, a connector's connection lands on one of them: the hub tells it which, so it can reach all
       const workers = Number(process.env.GATEHOUSE_WORKERS) || 1;
+      const presence = mirror;
+      if (config.server.peer) {
+        relay = new PeerRelay({
+          instance,
+          ca,
+          presence: () => presence.values<ConnectorPresence>(PRESENCE_KIND, { expired: true }),
+          dialLocal: (name, o) => connectors!.dialLocal(name, o),
+          log: options.log,
+          metrics,
+        });
+      }
+      const peer = relay;
       connectors = new ConnectorHub({
         store,
         ca,
@@ -196,13 +219,16 @@ export class Gatehouse {
         metrics,
         names: config.connectors.map((c) => c.name),
         worker: cluster.worker ? { id: cluster.worker.id, count: workers } : { id: 1, count: 1 },
+        instance: { id: instance, peer: () => peer?.advertise },
+        ...(relay ? { relay } : {}),
       });
       connectors.start();
       const services: Services = { sessions, signer, directory, ca, oidcClients: new Map(), tunnels, connectors };
       const loaded = await loadState(options.configFile, { log: options.log, services, config });
       if (!loaded.ok) throw invalid(loaded.problems);
-      const g = new Gatehouse(options, loaded.state, store, services, mirror, metrics);
+      const g = new Gatehouse(options, loaded.state, store, services, mirror, metrics, relay);
       try {
+        if (relay && config.server.peer) await relay.listen(config.server.peer.listen, config.server.peer.advertise);
         await g.#listen();
       } catch (err) {
         await g.destroy();
@@ -211,6 +237,7 @@ export class Gatehouse {
       return g;
     } catch (err) {
       await tunnels?.destroy();
+      await relay?.destroy();
       await connectors?.destroy();
       ca?.close();
       mirror?.close();
@@ -237,24 +264,46 @@ export class Gatehouse {
     return this.#services;
   }
 
-  /** SNI without server.tls: the route host's own certificate from the internal CA; anything else gets the default. */
+  /** This instance's id (presence records and its peer certificate name it). */
+  get instance(): string | undefined {
+    return this.#relay?.instance;
+  }
+
+  /** Where the other instances reach this one (`server.peer`), once listening. */
+  get peerAddress(): string | undefined {
+    return this.#relay?.advertise;
+  }
+
+  /**
+   * SNI without server.tls: the route host's own certificate from the internal CA; anything else gets the default.
+   * A certificate this process does not hold yet comes from the store: while the store is unreachable the handshake
+   * waits for it a moment only, then goes on with the default one (the client sees a name mismatch, not a hang).
+   */
   #sni(name: string, done: (err: Error | null, ctx?: SecureContext) => void): void {
     const state = this.#state;
     const certificateFor = state.tls.certificateFor;
     if (!certificateFor) return done(null);
+    let answered = false;
+    const once = (err: Error | null, ctx?: SecureContext) => {
+      if (answered) return;
+      answered = true;
+      clearTimeout(timer);
+      done(err, ctx);
+    };
+    const timer = this.#store.reachable?.() === false ? setTimeout(() => once(null), 250) : undefined;
     certificateFor(name).then(
       (issued) => {
-        if (!issued) return done(null);
+        if (!issued) return once(null);
         const cached = this.#sniContexts.get(issued.id);
-        if (cached && cached.state === state && cached.renewAt === issued.renewAt) return done(null, cached.ctx);
+        if (cached && cached.state === state && cached.renewAt === issued.renewAt) return once(null, cached.ctx);
         const ctx = createSecureContext({ ...this.#secureOptions(state), cert: issued.certPem, key: issued.keyPem });
         if (this.#o.ticketKeys) ctx.context.setTicketKeys(this.#o.ticketKeys);
         this.#sniContexts.set(issued.id, { ctx, renewAt: issued.renewAt, state });
-        done(null, ctx);
+        once(null, ctx);
       },
       (err: unknown) => {
         this.#o.log.error('server_certificate_failed', { host: name, error: messageOf(err) });
-        done(null); // the default certificate: the client sees a name mismatch rather than a reset
+        once(null); // the default certificate: the client sees a name mismatch rather than a reset
       },
     );
   }
@@ -319,7 +368,7 @@ export class Gatehouse {
   }
 
   #warnListenerChanges(a: Readonly<Config>, b: Readonly<Config>): void {
-    for (const key of ['https', 'http', 'forwardProxy', 'metrics', 'workers'] as const) {
+    for (const key of ['https', 'http', 'forwardProxy', 'metrics', 'workers', 'peer'] as const) {
       if (JSON.stringify(a.server[key]) !== JSON.stringify(b.server[key])) {
         this.#o.log.warn('restart_needed', { setting: `server.${key}`, message: 'listener changes take effect on restart' });
       }
@@ -329,8 +378,9 @@ export class Gatehouse {
     }
   }
 
+  /** Listening, the store answering, and the in-memory copy loaded and following it (not while a resync reloads it). */
   async ready(): Promise<boolean> {
-    return !this.#draining && this.#https.listening && (await this.#store.healthy());
+    return !this.#draining && this.#https.listening && this.#mirror.live && (await this.#store.healthy());
   }
 
   /** Stops accepting, lets requests in flight finish (up to the shutdown timeout), then closes everything. */
@@ -339,15 +389,17 @@ export class Gatehouse {
     await this.#services.tunnels.destroy(); // a tunnel is no request in flight: it would hold the drain to its end
     // connector sessions end once their streams are done; idle pooled streams to connectors close now
     this.#pool.retain((key) => !key.startsWith('connector:'));
+    const relay = this.#relay?.close();
     const connectors = this.#services.connectors.close();
     const deadline = setTimeout(() => {
+      void this.#relay?.destroy();
       this.#frontDoor.destroyTunnels();
       this.#https.closeAllConnections();
       this.#http?.closeAllConnections();
       this.#forward?.closeAllConnections();
     }, this.#state.config.server.shutdownTimeout);
     deadline.unref();
-    await Promise.all([closeServer(this.#https), closeServer(this.#http), closeServer(this.#forward), connectors]);
+    await Promise.all([closeServer(this.#https), closeServer(this.#http), closeServer(this.#forward), connectors, relay]);
     clearTimeout(deadline);
     await this.destroy();
   }
@@ -362,6 +414,7 @@ export class Gatehouse {
       s?.close();
     }
     this.#pool.destroy();
+    await this.#relay?.destroy();
     await this.#services.connectors.destroy();
     this.#state.revocation.close();
     clearInterval(this.#renewTimer);

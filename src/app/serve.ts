@@ -21,6 +21,7 @@ import {
   type MetricSnapshot,
 } from '../core/index.ts';
 import { Gatehouse, loadState, type Addresses } from './gatehouse.ts';
+import { newId } from '../store/index.ts';
 
 type ToWorker = { type: 'reload' } | { type: 'metrics'; id: number } | { type: 'ready'; id: number } | { type: 'shutdown' };
 type ToPrimary =
@@ -181,13 +182,15 @@ async function runPrimary(options: ServeOptions, count: number): Promise<void> {
   const { log, configFile } = options;
   cluster.schedulingPolicy = cluster.SCHED_NONE;
   const ticketKeys = randomBytes(48).toString('hex');
+  const instance = newId();
   let stopping = false;
   let seq = 0;
   const pending = new Map<number, (m: ToPrimary) => void>();
 
   const fork = (): Worker => {
     // GATEHOUSE_WORKERS: the connector hub tells connectors how many workers to reach
-    const w = cluster.fork({ GATEHOUSE_TICKET_KEYS: ticketKeys, GATEHOUSE_WORKERS: String(count) });
+    // GATEHOUSE_INSTANCE: the workers are one instance to the others (presence records, the peer relay)
+    const w = cluster.fork({ GATEHOUSE_TICKET_KEYS: ticketKeys, GATEHOUSE_WORKERS: String(count), GATEHOUSE_INSTANCE: instance });
     w.on('message', (m: ToPrimary) => {
       if ((m.type === 'metrics' || m.type === 'ready') && pending.has(m.id)) {
         pending.get(m.id)!(m);

@@ -28,7 +28,7 @@ export interface InternalTrust {
    * what the CA's records say of a serial: undefined when it never issued it (or the record is gone). Only a
    * `device` certificate stands for a user or passes a certificate route; `connector` and `server` never do.
    */
-  lookup(serial: string): { readonly revoked: boolean; readonly user?: string | undefined; readonly kind?: 'device' | 'connector' | 'server' | undefined } | undefined;
+  lookup(serial: string): { readonly revoked: boolean; readonly user?: string | undefined; readonly kind?: 'device' | 'connector' | 'server' | 'instance' | undefined } | undefined;
 }
 
 export interface ClientCertificateOptions {

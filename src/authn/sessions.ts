@@ -144,11 +144,14 @@ export class SessionBook {
     return this.#keys.verifyMac('session-cookie', `${host}\n${secret}`, cookie.slice(dot + 1)) ? secret : undefined;
   }
 
-  /** The live session for a secret: unexpired, not idle too long, not revoked. Reads memory first. */
+  /**
+   * The live session for a secret: unexpired, not idle too long, not revoked. Reads memory; the store only for a
+   * session memory does not hold yet (made a moment ago by another instance), and only while the store answers,
+   * briefly (`StoreMirror.lookup`): with the store down, an unknown session is simply not signed in.
+   */
   async find(secret: string): Promise<Session | undefined> {
     const id = sha256(secret);
-    let value = this.#mirror.get<SessionValue>('session', id);
-    if (!value) value = (await this.#store.get<SessionValue>('session', id))?.value;
+    const value = await this.#mirror.lookup<SessionValue>('session', id);
     if (!value) return undefined;
     const now = Date.now();
     if (now >= value.expires) return undefined;
@@ -274,8 +277,7 @@ export class SessionBook {
   async findToken(token: string): Promise<Token | undefined> {
     if (!token.startsWith('gh_')) return undefined;
     const id = sha256(token);
-    let value = this.#mirror.get<TokenValue>('token', id);
-    if (!value) value = (await this.#store.get<TokenValue>('token', id))?.value;
+    const value = await this.#mirror.lookup<TokenValue>('token', id);
     if (!value || Date.now() >= value.expires) return undefined;
     return { id, ...value };
   }

@@ -43,6 +43,8 @@ import {
   SERVER_KEY_PURPOSE,
   checkConnectorName,
   checkDays,
+  checkInstanceId,
+  instanceHost,
   checkDevice,
   checkHosts,
   checkReason,
@@ -68,6 +70,8 @@ const CRL_REFRESH = DAY;
 /** Server certificates: 90 days unless asked otherwise, renewed when a third (at most 30 days) is left. */
 const SERVER_DAYS = 90;
 const RENEW_AT_MOST = 30 * DAY;
+/** Instance certificates (between Gatehouse instances): two days, renewed by their holder when a third is left. */
+const INSTANCE_DAYS = 2;
 /** How often the revoked set is compared with the mirror, for changes a mirror reload (resync) did not announce. */
 const RECONCILE_INTERVAL = 10_000;
 const CONNECTOR_OU = 'gatehouse-connector';
@@ -164,6 +168,17 @@ export interface ServerCertificate {
   readonly notBefore: number;
   readonly notAfter: number;
   /** from then on `serverCertificate` issues a new one: call it again by then */
+  readonly renewAt: number;
+}
+
+/** This instance's certificate for the peer relay: its key exists only in the process that asked for it. */
+export interface InstanceCertificate {
+  readonly serial: string;
+  /** the certificate followed by any intermediates */
+  readonly certPem: string;
+  readonly keyPem: string;
+  readonly notAfter: number;
+  /** when to ask for a new one */
   readonly renewAt: number;
 }
 
@@ -622,6 +637,40 @@ export class InternalCa {
     }
   }
 
+  /**
+   * A certificate for this Gatehouse instance to prove itself to the others and to serve them (the peer relay between
+   * instances): kind `instance`, EKU serverAuth and clientAuth, the one DNS name `instanceHost(id)`, two days. Its key is
+   * handed back and never stored (each process makes its own at start and renews it itself); the record is kept like
+   * any other certificate's, so it can be listed and revoked.
+   */
+  async instanceCertificate(instanceId: string): Promise<InstanceCertificate> {
+    this.#ready();
+    const id = checkInstanceId(instanceId);
+    const ca = this.#signing();
+    const now = Date.now();
+    const host = instanceHost(id);
+    const organisation = this.#deviceSubject.O ?? ca.organisation;
+    const issued = await issueCertificate({
+      ca: ca.issuer,
+      subject: { ...(organisation ? { O: organisation } : {}), OU: 'gatehouse-instance', CN: host },
+      kind: 'peer',
+      dnsNames: [host],
+      notBefore: new Date(now - BACKDATE),
+      notAfter: new Date(Math.min(now + INSTANCE_DAYS * DAY, ca.record.notAfter)),
+    });
+    const record = this.#certificateRecord(issued.certPem, ca, { kind: 'instance', instance: id, hosts: [host], device: id, keySource: 'generated', issuedBy: 'gatehouse', issued: now });
+    await this.#store.transact([this.#putCertificate(record), this.#auditOp('certificate.issue', `${CERTIFICATE_KIND}:${record.serial}`, 'gatehouse', record)]);
+    this.#log?.info('ca_instance_certificate_issued', { serial: record.serial, instance: id, notAfter: new Date(record.notAfter).toISOString() });
+    await this.#afterWrite([{ kind: CERTIFICATE_KIND, id: record.serial }]);
+    return {
+      serial: record.serial,
+      certPem: issued.certPem + ca.sendChain,
+      keyPem: issued.keyPem,
+      notAfter: record.notAfter,
+      renewAt: renewalTime(record.notBefore, record.notAfter),
+    };
+  }
+
   #openServer(value: ServerCertificateRecord, ca: LoadedCa): ServerCertificate | undefined {
     try {
       return this.#serverResult(value, this.#keyring.decrypt(SERVER_KEY_PURPOSE, value.key), ca);
@@ -646,7 +695,7 @@ export class InternalCa {
   #certificateRecord(
     certPem: string,
     ca: SigningCa,
-    facts: Pick<CertificateRecord, 'kind' | 'user' | 'connector' | 'hosts' | 'device' | 'keySource' | 'issuedBy' | 'issued'>,
+    facts: Pick<CertificateRecord, 'kind' | 'user' | 'connector' | 'instance' | 'hosts' | 'device' | 'keySource' | 'issuedBy' | 'issued'>,
   ): CertificateRecord {
     const info = parseCertificate(certPem);
     return {

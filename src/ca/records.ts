@@ -87,7 +87,18 @@ export interface PendingCaRecord extends CaRecordBase {
 }
 
 /** What an issued certificate is for. */
-export type IssuedKind = 'device' | 'connector' | 'server';
+export type IssuedKind = 'device' | 'connector' | 'server' | 'instance';
+
+/** The one DNS name of an instance certificate: peers dial with it as SNI and check the certificate against it. */
+export function instanceHost(instanceId: string): string {
+  return `${instanceId.toLowerCase()}.instance.gatehouse.invalid`;
+}
+
+/** An instance id: 1–63 letters and digits (it becomes a DNS label). */
+export function checkInstanceId(id: unknown): string {
+  if (typeof id !== 'string' || !/^[A-Za-z0-9]{1,63}$/.test(id)) throw bad(`${JSON.stringify(id)} is not an instance id (1–63 letters and digits)`);
+  return id;
+}
 
 /** Kind `certificate`, id = canonical serial. Stored with expiry `notAfter`, revoked or not. */
 export interface CertificateRecord {
@@ -97,6 +108,8 @@ export interface CertificateRecord {
   readonly user?: string;
   /** connector certificates: the connector's name */
   readonly connector?: string;
+  /** instance certificates: the Gatehouse instance's id */
+  readonly instance?: string;
   /** server certificates: DNS names and IP addresses */
   readonly hosts?: readonly string[];
   /** a label for the device (the connector name for connectors, the first host for servers) */

@@ -104,6 +104,20 @@ const serverSchema = z.strictObject({
   trustedProxies: z.array(z.string()).default([]).describe("CIDRs whose X-Forwarded-* headers are believed"),
   accessLog: z.boolean().default(true).describe('one JSON line per request on standard output'),
   shutdownTimeout: duration('30s').prefault('30s').describe('how long SIGTERM waits for requests to drain'),
+  peer: z
+    .strictObject({
+      listen: listen.describe('HOST:PORT of the listener for the other Gatehouse instances (mutual TLS, internal CA certificates)'),
+      advertise: z
+        .string()
+        .regex(/^https:\/\/[^/?#@\s]+:\d{1,5}\/?$/i, 'must be https://HOST:PORT (how the other instances reach this listener)')
+        .optional()
+        .describe('https://HOST:PORT the other instances dial; default: the listen address, which must then name one'),
+    })
+    .refine((p) => p.advertise !== undefined || !['0.0.0.0', '::'].includes(p.listen.host), {
+      message: 'listen is every interface, so the other instances need to be told where to reach this one: set advertise (https://HOST:PORT)',
+    })
+    .optional()
+    .describe('several instances on one etcd store: relays streams to connectors held by another instance'),
 });
 
 const storeSchema = z

@@ -16,7 +16,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { GatehouseError, isErrorCode, messageOf, errorStatus, type Dialer, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
+import { GatehouseError, isErrorCode, messageOf, errorStatus, publicMessage, type Dialer, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
 import { newId, type Store, type StoreOp } from '../store/index.ts';
 import { AUDIT_KIND, type AuditRecord } from '../directory/index.ts';
 import type { InternalCa } from '../ca/index.ts';
@@ -40,6 +40,7 @@ import {
 } from './protocol/index.ts';
 import { checkConnectorCertificate } from './certificate-check.ts';
 import { HubSession, StreamLost } from './hub-session.ts';
+import { NoLocalSession } from './peer-relay.ts';
 import {
   ENROLLMENT_KIND,
   ENROLLMENT_TOKEN_PREFIX,
@@ -60,6 +61,10 @@ export interface ConnectorHubOptions {
   readonly worker?: WorkerSlot;
   /** heartbeat (PING and presence refresh); 10 s */
   readonly pingIntervalMs?: number;
+  /** this Gatehouse instance: its id and (once listening) its peer address, written into presence records */
+  readonly instance?: { readonly id: string; readonly peer: () => string | undefined };
+  /** reaches connectors held by other instances, for a name this process holds no session of */
+  readonly relay?: Dialer;
 }
 
 /** What `GET /connectors` shows: the configured connectors with their live sessions, from the store. */
@@ -141,6 +146,8 @@ export class ConnectorHub implements Dialer {
   #drained: (() => void) | undefined;
   #closing: Promise<void> | undefined;
   #names: readonly string[];
+  #presenceFailing = false;
+  #presenceRetry: NodeJS.Timeout | undefined;
 
   constructor(options: ConnectorHubOptions) {
     this.#o = options;
@@ -193,6 +200,7 @@ export class ConnectorHub implements Dialer {
   #stop(): void {
     if (this.#state === 'new' || this.#state === 'started') this.#state = 'closing';
     clearInterval(this.#timer);
+    clearTimeout(this.#presenceRetry);
     this.#unsubscribe?.();
     this.#unsubscribe = undefined;
   }
@@ -208,8 +216,22 @@ export class ConnectorHub implements Dialer {
 
   // ------------------------------------------------------------------------------------------ dialling
 
-  /** A byte stream to the backend of connector `name`, through one of its sessions held by this process. */
+  /**
+   * A byte stream to the backend of connector `name`: through one of its sessions held by this process, else
+   * (with a relay) through another instance that holds one.
+   */
   async dial(name: string, options: { readonly signal?: AbortSignal } = {}): Promise<Duplex> {
+    try {
+      return await this.dialLocal(name, options);
+    } catch (err) {
+      const relay = this.#o.relay;
+      if (!(err instanceof NoLocalSession) || !relay || this.#state !== 'started') throw err;
+      return relay.dial(name, options);
+    }
+  }
+
+  /** A byte stream through one of the sessions of `name` this process holds; `NoLocalSession` when it holds none. */
+  async dialLocal(name: string, options: { readonly signal?: AbortSignal } = {}): Promise<Duplex> {
     if (this.#state !== 'started') throw new GatehouseError('ERR_UPSTREAM_UNREACHABLE', 'Gatehouse is stopping: no new streams to connectors');
     const tried = new Set<HubSession>();
     for (;;) {
@@ -217,10 +239,7 @@ export class ConnectorHub implements Dialer {
       if (!session) {
         this.#dials.inc({ connector: name, result: 'no-session' });
         const where = this.#worker.count > 1 ? ` to worker ${formatWorker(this.#worker)}` : '';
-        throw new GatehouseError(
-          'ERR_UPSTREAM_UNREACHABLE',
-          tried.size ? `every session of connector ${name} went away` : `no connector named ${name} is connected${where}`,
-        );
+        throw new NoLocalSession(tried.size ? `every session of connector ${name} went away` : `no connector named ${name} is connected${where}`);
       }
       try {
         const stream = await session.open(options.signal);
@@ -355,16 +374,36 @@ export class ConnectorHub implements Dialer {
       since: f.since,
       streams: session.streams,
       worker: formatWorker(f.worker),
+      ...(this.#o.instance ? { instance: this.#o.instance.id } : {}),
+      ...(this.#o.instance?.peer() ? { peer: this.#o.instance.peer() } : {}),
     };
     const interval = this.#o.pingIntervalMs ?? PING_INTERVAL_MS;
     const put = this.#o.store.put(PRESENCE_KIND, `${f.name}/${f.id}`, value, { expiresAt: Date.now() + interval * MISSED_PINGS + 5_000 });
     // a session that ended meanwhile must not stay listed
-    this.#track(put.then(() => (session.closed ? this.#o.store.delete(PRESENCE_KIND, `${f.name}/${f.id}`) : undefined)));
+    const written = put.then(() => (session.closed ? this.#o.store.delete(PRESENCE_KIND, `${f.name}/${f.id}`) : undefined));
+    this.#track(
+      written.then(() => {
+        if (this.#presenceFailing) this.#o.log.info('connector_presence_restored', {});
+        this.#presenceFailing = false;
+      }),
+      true,
+    );
   }
 
-  #track(p: Promise<unknown>): void {
+  /**
+   * Tracks a store write (shutdown waits for them). A failed presence write (the store is down) is tried again every
+   * second, all sessions at once, so that the records are back within a second of the store.
+   */
+  #track(p: Promise<unknown>, presence = false): void {
     const tracked = p.catch((err: unknown) => {
-      if (this.#state === 'started') this.#o.log.warn('connector_presence_failed', { error: messageOf(err) });
+      if (this.#state !== 'started') return;
+      if (!presence || !this.#presenceFailing) this.#o.log.warn('connector_presence_failed', { error: messageOf(err) });
+      if (!presence) return;
+      this.#presenceFailing = true;
+      this.#presenceRetry ??= setTimeout(() => {
+        this.#presenceRetry = undefined;
+        if (this.#state === 'started') for (const s of this.#all()) if (!s.closed) this.#present(s);
+      }, 1000).unref();
     });
     this.#writes.add(tracked);
     void tracked.finally(() => this.#writes.delete(tracked));
@@ -470,7 +509,7 @@ export class ConnectorHub implements Dialer {
       res.end(answer);
     } catch (err) {
       const code: ErrorCode = err instanceof GatehouseError ? err.code : 'ERR_INTERNAL';
-      const message = err instanceof GatehouseError ? err.message : 'Gatehouse could not handle this request';
+      const message = err instanceof GatehouseError ? publicMessage(err) : 'Gatehouse could not handle this request';
       if (code === 'ERR_INTERNAL') this.#o.log.error('connector_request_failed', { id: requestId, path, error: messageOf(err) });
       else this.#o.log.warn('connector_refused', { path, code, reason: message, address: peerAddress(req.socket), id: requestId });
       if (!res.headersSent) fail(isErrorCode(code) ? code : 'ERR_INTERNAL', message);

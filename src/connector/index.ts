@@ -3,6 +3,7 @@
  * and the agent beside a backend (`gatehouse connect`). `protocol/` holds the pure parts both sides share.
  */
 export { ConnectorHub, type ConnectorHubOptions, type ConnectorListing, type Enrollment } from './hub.ts';
+export { PeerRelay, NoLocalSession, RELAY_REASON_HEADER, type PeerRelayOptions } from './peer-relay.ts';
 export { ConnectorAgent, type AgentOptions } from './agent.ts';
 export { ConnectorCredentials, type Credentials, type ConnectorCallOptions } from './agent-credentials.ts';
 export { checkConnectorCertificate, type CertificateVerdict } from './certificate-check.ts';

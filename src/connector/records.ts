@@ -1,7 +1,7 @@
 /**
  * What the connector hub keeps in the store. Presence: kind `connector`, id `NAME/SESSIONID`, refreshed while
  * the session lives (its expiry follows) and deleted when it ends, so any worker or instance can list who is
- * connected. Enrollment tokens: kind `connector-enrollment`, id = SHA-256 of the token (never the token), for an
+ * connected, and another instance can relay to the one holding it (`peer`). Enrollment tokens: kind `connector-enrollment`, id = SHA-256 of the token (never the token), for an
  * hour, taken once.
  */
 export const PRESENCE_KIND = 'connector';
@@ -27,6 +27,10 @@ export interface ConnectorPresence {
   readonly streams: number;
   /** the worker holding the session (`id/count`) */
   readonly worker: string;
+  /** the Gatehouse instance holding the session (its id) */
+  readonly instance?: string;
+  /** where the other instances reach that instance's peer listener (`https://HOST:PORT`), when it has one */
+  readonly peer?: string;
 }
 
 /** Kind `connector-enrollment`, id = hex SHA-256 of the token. */

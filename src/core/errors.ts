@@ -78,6 +78,33 @@ export class GatehouseError extends Error {
   }
 }
 
+/**
+ * `ERR_STORE_UNAVAILABLE` from a store that can tell what a failed call did: `unchanged` when it surely changed
+ * nothing (a read, or a write that failed before it was sent or was refused), `unknown` when a write was sent and
+ * not confirmed (it may or may not have been applied).
+ */
+export class StoreUnavailableError extends GatehouseError {
+  readonly outcome: 'unchanged' | 'unknown';
+
+  constructor(message: string, outcome: 'unchanged' | 'unknown', options?: { cause?: unknown }) {
+    super('ERR_STORE_UNAVAILABLE', message, options);
+    this.outcome = outcome;
+  }
+}
+
+/**
+ * What a client is told of an error: its message, except for a store that could not be reached, whose message
+ * names the backend's addresses (for the log and the CLI): a client learns only that nothing was changed (or that
+ * the change may or may not have been made).
+ */
+export function publicMessage(err: GatehouseError): string {
+  if (err.code !== 'ERR_STORE_UNAVAILABLE') return err.message;
+  if (err instanceof StoreUnavailableError && err.outcome === 'unknown') {
+    return "Gatehouse's store did not confirm this change in time (it is unreachable or has lost its quorum): the change may or may not have been made; check before trying again";
+  }
+  return "Gatehouse's store is unreachable just now, so nothing was changed; try again in a moment";
+}
+
 export function statusOf(code: ErrorCode): number {
   return errorStatus[code];
 }

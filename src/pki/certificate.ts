@@ -14,7 +14,7 @@ import { buildCertificate, certificateDer, readCertificate } from './x509.ts';
 export interface IssueCertificateOptions extends ValidityOptions {
   readonly ca: CertificateAuthority;
   readonly subject: SubjectInput;
-  readonly kind: 'client' | 'server';
+  readonly kind: 'client' | 'server' | 'peer';
   readonly dnsNames?: readonly string[];
   readonly ipAddresses?: readonly string[];
   /** Default 365 days. `notBefore` / `notAfter` may be given instead, in the past too. */
@@ -35,7 +35,7 @@ const issueOptions = ['ca', 'subject', 'kind', 'dnsNames', 'ipAddresses', 'valid
 /** A new key pair and a certificate for it, signed by `ca`. */
 export async function issueCertificate(options: IssueCertificateOptions): Promise<IssuedCertificate> {
   checkOptions(options, 'issueCertificate', issueOptions);
-  const kind = checkKind(options.kind, ['client', 'server']);
+  const kind = checkKind(options.kind, ['client', 'server', 'peer']);
   const issuer = loadIssuer(options.ca);
   const subjectName = encodeName(options.subject);
   const validity = resolveValidity(options, 365);

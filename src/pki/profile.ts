@@ -4,8 +4,8 @@ import { publicKeyFromInfo } from './key.ts';
 import { Oid } from './oid.ts';
 
 /** What a certificate is for; each kind is one fixed set of extensions. */
-export type CertificateKind = 'client' | 'server' | 'ca';
-export const certificateKinds: readonly CertificateKind[] = ['client', 'server', 'ca'];
+export type CertificateKind = 'client' | 'server' | 'peer' | 'ca';
+export const certificateKinds: readonly CertificateKind[] = ['client', 'server', 'peer', 'ca'];
 
 export interface ProfileInput {
   readonly kind: CertificateKind;
@@ -45,6 +45,7 @@ export function checkPathLength(value: unknown): number | undefined {
  *   SAN DNS names (wildcards allowed) and IP addresses; at least one is required.
  * - client: the same key usages, EKU clientAuth, SAN e-mail for each subject emailAddress
  *   plus any DNS names and IP addresses given.
+ * - peer: as server, with EKU serverAuth and clientAuth (one process talking to another, both ways).
  * Every kind carries subjectKeyIdentifier and authorityKeyIdentifier.
  */
 export function profileExtensions(input: ProfileInput): Buffer[] {
@@ -61,12 +62,12 @@ export function profileExtensions(input: ProfileInput): Buffer[] {
     const rsa = publicKeyFromInfo(input.spki).asymmetricKeyType === 'rsa';
     out.push(ext.basicConstraints(false));
     out.push(ext.keyUsage(rsa ? ['digitalSignature', 'keyEncipherment'] : ['digitalSignature']));
-    out.push(ext.extendedKeyUsage([kind === 'server' ? Oid.serverAuth : Oid.clientAuth]));
+    out.push(ext.extendedKeyUsage(kind === 'peer' ? [Oid.serverAuth, Oid.clientAuth] : [kind === 'server' ? Oid.serverAuth : Oid.clientAuth]));
     const email = kind === 'client' ? (input.emailAddresses ?? []) : [];
     const san = ext.subjectAltName({ dns, ip, email });
     if (san) out.push(san);
-    else if (kind === 'server') {
-      throw new GatehouseError('ERR_USAGE', 'a server certificate needs dnsNames or ipAddresses (clients match the host against them)');
+    else if (kind === 'server' || kind === 'peer') {
+      throw new GatehouseError('ERR_USAGE', `a ${kind} certificate needs dnsNames or ipAddresses (clients match the host against them)`);
     }
   }
   out.push(ext.subjectKeyIdentifier(ext.keyIdentifier(input.spki)));

@@ -8,7 +8,7 @@ import { STATUS_CODES } from 'node:http';
 import { connect as netConnect, isIP, type BlockList, type Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
 import type { Duplex } from 'node:stream';
-import { errorStatus, isoNow, nextRequestId, type Dialer, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
+import { GatehouseError, errorStatus, isoNow, nextRequestId, publicMessage, type Dialer, type ErrorCode, type Logger, type Registry } from '../core/index.ts';
 import { evaluate, type CertificateFacts, type CertificateUserFacts, type Decision, type UserFacts } from '../policy/index.ts';
 import { canonicalSerialFromNode } from '../pki/index.ts';
 import { SignIn } from './sign-in.ts';
@@ -240,12 +240,22 @@ export class FrontDoor {
     return { decision, certificate };
   }
 
-  /** Runs an async step of a request; a failure becomes a 500 (or a reset when the answer has started). */
+  /**
+   * Runs an async step of a request. A failure with a code answers with that code (a store that cannot be reached:
+   * `503 ERR_STORE_UNAVAILABLE`, saying that nothing was changed); any other becomes a 500; either is a reset when
+   * the answer has started.
+   */
   #async(req: IncomingMessage, res: ServerResponse, rec: RequestRecord, step: () => Promise<void>): void {
     step().catch((err: unknown) => {
-      this.#o.log.error('request_failed', { id: rec.id, error: err instanceof Error ? err.stack : String(err) });
-      if (!res.headersSent) this.#refuse(req, res, rec, 'ERR_INTERNAL', 'Gatehouse could not handle this request');
-      else res.destroy();
+      const coded = err instanceof GatehouseError && err.code !== 'ERR_INTERNAL' ? err : undefined;
+      if (coded?.code === 'ERR_STORE_UNAVAILABLE' || coded?.code === 'ERR_STORE_CLOSED') {
+        this.#o.log.warn('store_unavailable', { id: rec.id, method: rec.method, host: rec.host, path: rec.path, error: coded.message });
+      } else if (!coded) {
+        this.#o.log.error('request_failed', { id: rec.id, error: err instanceof Error ? err.stack : String(err) });
+      }
+      if (res.headersSent) res.destroy();
+      else if (coded) this.#refuse(req, res, rec, coded.code, publicMessage(coded));
+      else this.#refuse(req, res, rec, 'ERR_INTERNAL', 'Gatehouse could not handle this request');
     });
   }
 

@@ -225,8 +225,8 @@ export class SignIn {
     try {
       disabled = (await s.directory?.recordSignIn(who.email, req.socket.remoteAddress))?.disabled === true;
     } catch (err) {
-      if (err instanceof GatehouseError) return refuse(err.code, err.message);
-      throw err;
+      if (err instanceof GatehouseError && err.code !== 'ERR_STORE_UNAVAILABLE') return refuse(err.code, err.message);
+      throw err; // the front door answers a store outage (503, nothing changed) and anything else
     }
     if (disabled) return refuse('ERR_USER_DISABLED', `${who.email} is disabled`);
     const { secret } = await s.sessions.create(who.email, who.groups, who.idToken);

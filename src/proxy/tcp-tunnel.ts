@@ -8,7 +8,7 @@
  */
 import { connect as netConnect, isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { GatehouseError, messageOf, type Dialer, type ErrorCode } from '../core/index.ts';
+import { GatehouseError, messageOf, publicMessage, type Dialer, type ErrorCode } from '../core/index.ts';
 import type { TcpTarget } from './route-table.ts';
 import { guardedLookup, isForbiddenAddress } from './upstream-pool.ts';
 
@@ -116,7 +116,7 @@ export function openTcpTunnel(t: TcpTunnelRequest): void {
     } catch (err) {
       upstream.destroy();
       const e = err instanceof GatehouseError ? err : new GatehouseError('ERR_STORE_UNAVAILABLE', messageOf(err), { cause: err });
-      return t.onRefuse(e.code, e.message);
+      return t.onRefuse(e.code, publicMessage(e));
     }
     t.socket.off('close', left);
     if (abort.signal.aborted || t.socket.destroyed) {

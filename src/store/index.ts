@@ -13,4 +13,4 @@ export { newId, idTime } from './id.ts';
 export { openStore, type StoreConfig } from './open.ts';
 export { openSqliteStore, type SqliteStore, type SqliteStoreOptions } from './sqlite/sqlite-store.ts';
 export { openEtcdStore, type EtcdStore, type EtcdStoreOptions } from './etcd/etcd-store.ts';
-export { StoreMirror } from './mirror.ts';
+export { StoreMirror, type StoreMirrorOptions } from './mirror.ts';

@@ -167,6 +167,13 @@ export interface Store {
   /** Whether the backend answers now. */
   healthy(): Promise<boolean>;
 
+  /**
+   * Optional, no I/O: whether the last exchange with a remote backend succeeded. False from a failed call (or a
+   * watch that lost its connection) until the next call that succeeds, so that callers who can do without the
+   * store (a lookup that missed memory) need not wait on one that is down.
+   */
+  reachable?(): boolean;
+
   /** Ends every watch and releases the backend. Every later call, `close` too, rejects with `ERR_STORE_CLOSED`. */
   close(): Promise<void>;
 }

@@ -296,6 +296,8 @@ export interface GatehouseSetup {
   server?: Record<string, unknown>;
   /** `connectors:` of the configuration */
   connectors?: Array<{ name: string }>;
+  /** the `store:` section; default a SQLite file of this Gatehouse's own (give the same etcd to share one state) */
+  store?: Record<string, unknown>;
   /** run `gatehouse serve` as a child process instead of in this process */
   serve?: boolean;
 }
@@ -322,7 +324,7 @@ export interface SignInWorld {
   readonly main: SignInGatehouse;
   /** a node client trusting the test CA, with its own cookie jar */
   client(options?: { jar?: CookieJar; accept?: string }): WebClient;
-  /** another Gatehouse on one of the ports reserved with `extraGatehouses` (its own store) */
+  /** another Gatehouse on one of the ports reserved with `extraGatehouses` (its own store unless `setup.store` says) */
   startAnother(setup: GatehouseSetup): Promise<SignInGatehouse>;
   close(): Promise<void>;
 }
@@ -366,7 +368,7 @@ export async function startSignInWorld(options: SignInWorldOptions): Promise<Sig
       const index = n++;
       const config = {
         server: { https: `127.0.0.1:${port}`, authHost: AUTH_HOST, workers: 1, accessLog: true, tls: { cert: server.cert, key: server.key }, ...setup.server },
-        store: { sqlite: { path: join(t.dir, `gatehouse-${index}.db`) } },
+        store: setup.store ?? { sqlite: { path: join(t.dir, `gatehouse-${index}.db`) } },
         identity: {
           oidc: { issuer: idp.issuer, clientId: OIDC_CLIENT_ID, clientSecret: OIDC_CLIENT_SECRET, scopes: ['openid', 'email', 'profile', 'groups'], groupsClaim: 'groups' },
           ...setup.identity,

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { GatehouseError } from '../../core/index.ts';
+import { GatehouseError, StoreUnavailableError } from '../../core/index.ts';
 import {
   checkDeleteOptions,
   checkId,
@@ -100,7 +100,8 @@ const num = (text: string | undefined) => Number(text ?? 0);
  *   fails it watches again (on the next member) from the last revision it delivered, so missed changes
  *   arrive after an outage; when etcd has compacted them, `onResync` says so.
  * - When etcd cannot be reached, calls reject with `ERR_STORE_UNAVAILABLE` within `requestTimeout`
- *   and `healthy()` is false; a write that failed after it was sent may or may not have been applied.
+ *   (a `StoreUnavailableError` saying whether nothing was changed), `healthy()` is false and `reachable()`
+ *   false until a call succeeds again; a write that failed after it was sent may or may not have been applied.
  * - etcd refuses a transaction of more than `--max-txn-ops` (default 128) operations; a record written
  *   is one or two (its expiry index), so keep `transact` to some dozens of records.
  */
@@ -167,6 +168,8 @@ class EtcdStoreImpl implements EtcdStore {
   readonly #settings: Settings;
   readonly #watches = new Set<AbortController>();
   #closed = false;
+  /** Whether the last call answered (see `reachable`). */
+  #reachable = true;
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweeping = false;
 
@@ -325,6 +328,10 @@ class EtcdStoreImpl implements EtcdStore {
     }
   }
 
+  reachable(): boolean {
+    return this.#reachable && !this.#closed;
+  }
+
   async compact(): Promise<number> {
     this.#checkOpen();
     const revision = await this.#revision();
@@ -350,22 +357,29 @@ class EtcdStoreImpl implements EtcdStore {
     if (this.#closed) throw new GatehouseError('ERR_STORE_CLOSED', `the etcd store at ${this.endpoints.join(', ')} is closed`);
   }
 
-  /** One call to etcd, its failure translated at this boundary. */
-  async #call<T>(what: string, path: string, body: unknown, options?: { idempotent?: boolean; timeout?: number }): Promise<T> {
+  /**
+   * One call to etcd, its failure translated at this boundary. `write`: the call commits a change, so a failure
+   * says whether it surely changed nothing.
+   */
+  async #call<T>(what: string, path: string, body: unknown, options?: { idempotent?: boolean; timeout?: number; write?: boolean }): Promise<T> {
     try {
-      return await this.#client.call<T>(path, body, options);
+      const answer = await this.#client.call<T>(path, body, options);
+      this.#reachable = true;
+      return answer;
     } catch (err) {
-      throw this.#translate(err, what);
+      if (isOutage(err)) this.#reachable = false;
+      throw this.#translate(err, what, options?.write === true && !surelyUnsent(err) ? 'unknown' : 'unchanged');
     }
   }
 
-  #translate(err: unknown, what: string): GatehouseError {
+  #translate(err: unknown, what: string, outcome: 'unchanged' | 'unknown' = 'unchanged'): GatehouseError {
     if (this.#closed) return new GatehouseError('ERR_STORE_CLOSED', `the etcd store was closed while it was to ${what}`, { cause: err });
     if (err instanceof GatehouseError) return err;
     let hint = '';
     if (err instanceof EtcdCallError && /too many operations/.test(err.message)) hint = ' (a transaction of that many records is over etcd\'s --max-txn-ops)';
     if (err instanceof EtcdCallError && /too large/.test(err.message)) hint = ' (over etcd\'s --max-request-bytes)';
-    return new GatehouseError('ERR_STORE_UNAVAILABLE', `the etcd store could not ${what}: ${(err as Error).message}${hint}`, { cause: err });
+    const result = outcome === 'unchanged' ? 'nothing was changed' : 'the change may or may not have been applied';
+    return new StoreUnavailableError(`the etcd store could not ${what}: ${(err as Error).message}${hint}; ${result}`, outcome, { cause: err });
   }
 
   async #revision(timeout?: number): Promise<number> {
@@ -449,7 +463,7 @@ class EtcdStoreImpl implements EtcdStore {
       if (success.length === 0) return { revision: 0, changed: 0 };
       const left = deadline - Date.now();
       if (left <= 0) throw this.#translate(new Error(`no answer within ${this.#settings.requestTimeout} ms`), what);
-      const answer = await this.#call<TxnResponse>(what, '/v3/kv/txn', { compare, success }, { idempotent: false, timeout: left });
+      const answer = await this.#call<TxnResponse>(what, '/v3/kv/txn', { compare, success }, { idempotent: false, timeout: left, write: true });
       if (answer.succeeded) return { revision: num(answer.header?.revision), changed };
     }
     throw new GatehouseError('ERR_STORE_CONFLICT', `${what}: its records kept changing while it was written (${writeAttempts} attempts)`);
@@ -582,6 +596,17 @@ class EtcdStoreImpl implements EtcdStore {
     }
     return { changes, revision };
   }
+}
+
+/** A failure of etcd's availability (no answer, no leader, unavailable), not an answer about the request. */
+function isOutage(err: unknown): boolean {
+  if (!(err instanceof EtcdCallError)) return false;
+  return err.grpcCode === undefined || err.grpcCode === grpcCode.unavailable || err.grpcCode === grpcCode.deadlineExceeded || /no leader/.test(err.message);
+}
+
+/** A write that surely never reached etcd's log: never sent, or refused by a member without a leader. */
+function surelyUnsent(err: unknown): boolean {
+  return err instanceof EtcdCallError && (err.unsent || /no leader|not capable/.test(err.message));
 }
 
 /** Calls a watcher; its error is its own bug, surfaced as uncaught without stopping the watch. */
