@@ -15,6 +15,7 @@ import {
 import type { ListOptions, PutOptions, Store, StoreChange, StoreOp, StoreRecord, StoreResync, StoreWatcher } from '../store.ts';
 import { EtcdCallError, EtcdClient, grpcCode, type EtcdKv, type WatchResult } from './etcd-client.ts';
 import { decodeEnvelope, encodeEnvelope, expiryText, KeyLayout, toChange, type Envelope } from './keys.ts';
+import { LeaseCache } from './leases.ts';
 
 export interface EtcdStoreOptions {
   /** etcd members' client URLs (`http(s)://host:port`); calls move on to the next when one fails. */
@@ -65,7 +66,11 @@ interface TxnResponse {
   readonly succeeded?: boolean;
   readonly responses?: ReadonlyArray<{ readonly response_range?: RangeResponse }>;
 }
-type TxnOp = { request_put: { key: string; value: string } } | { request_delete_range: { key: string } } | { request_range: { key: string } };
+type TxnOp = { request_put: { key: string; value: string; lease?: string } } | { request_delete_range: { key: string } } | { request_range: { key: string } };
+interface LeaseGrantResponse {
+  readonly ID?: string;
+  readonly TTL?: string;
+}
 interface Compare {
   key: string;
   target: 'MOD';
@@ -95,7 +100,10 @@ const num = (text: string | undefined) => Number(text ?? 0);
  *   wherever the outcome depends on it (`ifRevision`, a delete), reading again when a compare fails.
  * - Expiry: a record keeps its `expiresAt` and is treated as absent from then on; an expiry index
  *   (see keys.ts) lets a sweep, every `sweepInterval` in every process, delete what expired, each
- *   batch in one transaction, with compares so that processes sweeping together do no harm.
+ *   batch in one transaction, with compares so that processes sweeping together do no harm. And the
+ *   record and its index key are attached to an etcd lease that ends soon after `expiresAt` (one per
+ *   bucket of expiry time, never kept alive: see leases.ts), so etcd deletes them itself even when no
+ *   process is left to sweep. A put without `expiresAt` detaches the record from its lease.
  * - `watch` is one etcd watch over every record key, from `fromRevision + 1`; when its connection
  *   fails it watches again (on the next member) from the last revision it delivered, so missed changes
  *   arrive after an outage; when etcd has compacted them, `onResync` says so.
@@ -172,6 +180,7 @@ class EtcdStoreImpl implements EtcdStore {
   #reachable = true;
   #sweepTimer: NodeJS.Timeout | undefined;
   #sweeping = false;
+  readonly #leases: LeaseCache;
 
   constructor(client: EtcdClient, settings: Settings) {
     this.#client = client;
@@ -179,6 +188,11 @@ class EtcdStoreImpl implements EtcdStore {
     this.endpoints = settings.endpoints;
     this.prefix = settings.prefix;
     this.#keys = new KeyLayout(settings.prefix);
+    this.#leases = new LeaseCache(async (ttl, timeout) => {
+      const answer = await this.#client.call<LeaseGrantResponse>('/v3/lease/grant', { TTL: String(ttl) }, { timeout });
+      if (!answer.ID || !/^\d+$/.test(answer.ID) || answer.ID === '0') throw new Error(`etcd granted no lease (${JSON.stringify(answer)})`);
+      return { id: answer.ID, ttl: num(answer.TTL) };
+    });
   }
 
   /** Starts the periodic sweep (which does not keep the process alive). */
@@ -350,6 +364,7 @@ class EtcdStoreImpl implements EtcdStore {
     clearInterval(this.#sweepTimer);
     for (const controller of this.#watches) controller.abort();
     this.#watches.clear();
+    this.#leases.clear(); // never revoked: each ends by itself soon after its records expire
     await this.#client.destroy();
   }
 
@@ -425,6 +440,7 @@ class EtcdStoreImpl implements EtcdStore {
     // one deadline for the whole write, its reads and its transaction
     const deadline = Date.now() + this.#settings.requestTimeout;
     for (let attempt = 0; attempt < writeAttempts; attempt++) {
+      const leases = await this.#leasesFor(ops, what, deadline);
       const current = await this.#read(keys, what, deadline);
       const now = Date.now();
       const compare: Compare[] = [];
@@ -445,8 +461,10 @@ class EtcdStoreImpl implements EtcdStore {
         const guard = () => compare.push({ key, target: 'MOD', result: 'EQUAL', mod_revision: String(modRevision) });
         if (op.op === 'put') {
           if (op.ifRevision !== undefined) guard();
-          success.push({ request_put: { key, value: b64(encodeEnvelope(op.json, op.expiresAt)) } });
-          if (op.expiresAt !== undefined) success.push({ request_put: { key: b64(this.#keys.expiry(op.expiresAt, op.kind, op.id)), value: '' } });
+          // without a lease, a put detaches the key from the lease it had
+          const lease = leases[i] === undefined ? {} : { lease: leases[i] };
+          success.push({ request_put: { key, value: b64(encodeEnvelope(op.json, op.expiresAt)), ...lease } });
+          if (op.expiresAt !== undefined) success.push({ request_put: { key: b64(this.#keys.expiry(op.expiresAt, op.kind, op.id)), value: '', ...lease } });
           if (old !== undefined && (op.expiresAt === undefined || expiryText(old) !== expiryText(op.expiresAt))) {
             success.push({ request_delete_range: { key: b64(this.#keys.expiry(old, op.kind, op.id)) } });
           }
@@ -463,10 +481,38 @@ class EtcdStoreImpl implements EtcdStore {
       if (success.length === 0) return { revision: 0, changed: 0 };
       const left = deadline - Date.now();
       if (left <= 0) throw this.#translate(new Error(`no answer within ${this.#settings.requestTimeout} ms`), what);
-      const answer = await this.#call<TxnResponse>(what, '/v3/kv/txn', { compare, success }, { idempotent: false, timeout: left, write: true });
+      let answer: TxnResponse;
+      try {
+        answer = await this.#call<TxnResponse>(what, '/v3/kv/txn', { compare, success }, { idempotent: false, timeout: left, write: true });
+      } catch (err) {
+        // a cached lease etcd no longer knows (etcd replaced or restored, the lease revoked): nothing was written; grant anew
+        if (!(err instanceof GatehouseError && isLeaseNotFound(err.cause))) throw err;
+        for (const id of leases) if (id !== undefined) this.#leases.forget(id);
+        continue;
+      }
       if (answer.succeeded) return { revision: num(answer.header?.revision), changed };
     }
     throw new GatehouseError('ERR_STORE_CONFLICT', `${what}: its records kept changing while it was written (${writeAttempts} attempts)`);
+  }
+
+  /** The lease of each put that expires (undefined for the others), granted (or cached) within the write's deadline. */
+  async #leasesFor(ops: readonly CheckedOp[], what: string, deadline: number): Promise<Array<string | undefined>> {
+    const out: Array<string | undefined> = [];
+    for (const op of ops) {
+      if (op.op !== 'put' || op.expiresAt === undefined) {
+        out.push(undefined);
+        continue;
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) throw this.#translate(new Error(`no answer within ${this.#settings.requestTimeout} ms`), what);
+      try {
+        out.push(await this.#leases.lease(op.expiresAt, left));
+      } catch (err) {
+        if (isOutage(err)) this.#reachable = false;
+        throw this.#translate(err, `${what} (granting its etcd lease)`);
+      }
+    }
+    return out;
   }
 
   async #sweep(now: number): Promise<number> {
@@ -602,6 +648,11 @@ class EtcdStoreImpl implements EtcdStore {
 function isOutage(err: unknown): boolean {
   if (!(err instanceof EtcdCallError)) return false;
   return err.grpcCode === undefined || err.grpcCode === grpcCode.unavailable || err.grpcCode === grpcCode.deadlineExceeded || /no leader/.test(err.message);
+}
+
+/** etcd refused a write for a lease it does not know (nothing was written). */
+function isLeaseNotFound(err: unknown): boolean {
+  return err instanceof EtcdCallError && /lease not found/.test(err.message);
 }
 
 /** A write that surely never reached etcd's log: never sent, or refused by a member without a leader. */
