@@ -17,7 +17,7 @@ import { stringify } from 'yaml';
 import { TestCa, type CertFiles } from '../test/harness/certs.ts';
 import { Keyring, SESSION_COOKIE, SessionBook } from '../src/authn/index.ts';
 import { Secret } from '../src/core/index.ts';
-import { openSqliteStore, StoreMirror } from '../src/store/index.ts';
+import { openSqliteStore, StoreMirror, type Store } from '../src/store/index.ts';
 import { Child, freePort, removeOnExit } from './child.ts';
 import { backendConfig, proxyConfig } from './nginx-config.ts';
 
@@ -27,6 +27,8 @@ export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 export const OPEN_HOST = 'localhost';
 /** The host that needs a client certificate; the mTLS generator sets SNI and Host itself. */
 export const MTLS_HOST = 'mtls.bench.test';
+/** Gatehouse's auth host (the JWKS, sign-out's next stop, connectors dial it). */
+export const AUTH_HOST = 'gate.bench.test';
 export const SUBJECT_OU = 'bench';
 /**
  * The host of the `auth: login` route. It must differ from OPEN_HOST and be resolvable without touching
@@ -78,7 +80,7 @@ export interface Targets {
   /** whether the login route sends X-Gatehouse-User/-Roles/-Jwt-Assertion */
   readonly identityHeaders: boolean;
   /** where each target's output goes */
-  readonly files: { gatehouseLog: string; nginxAccessLog: string | undefined };
+  readonly files: { gatehouseLog: string; gatehouseDb: string; nginxAccessLog: string | undefined };
   close(): Promise<void>;
 }
 
@@ -96,6 +98,21 @@ function nginx(name: string, dir: string, conf: string): Child {
   });
 }
 
+/** A session for LOGIN_USER in `store`, as a sign-in would make it (SessionBook.create: stored hashed, kind `session`); returns the cookie value for `host`. */
+export async function createSessionIn(store: Store, host: string): Promise<string> {
+  const keyring = Keyring.fromSecret(new Secret(SECRETS_KEY));
+  const book = new SessionBook(store, new StoreMirror(store, ['session']), keyring, { ttlMs: SESSION_TTL.ms, idleMs: SESSION_IDLE.ms });
+  const { secret } = await book.create(LOGIN_USER, [LOGIN_GROUP], undefined);
+  return book.cookieValue(secret, host);
+}
+
+/** An API token for LOGIN_USER in `store` (what `gatehouse tunnel --token` sends). */
+export async function createTokenIn(store: Store): Promise<string> {
+  const keyring = Keyring.fromSecret(new Secret(SECRETS_KEY));
+  const book = new SessionBook(store, new StoreMirror(store, ['token']), keyring, { ttlMs: SESSION_TTL.ms, idleMs: SESSION_IDLE.ms });
+  return (await book.issueToken(LOGIN_USER, 'bench', SESSION_TTL.ms, 'api')).token;
+}
+
 /**
  * Creates a session for LOGIN_USER in the SQLite store at `dbPath`, as a sign-in would (SessionBook.create:
  * stored hashed, kind `session`), and returns the cookie value for `host`. Run before Gatehouse starts: its
@@ -104,13 +121,110 @@ function nginx(name: string, dir: string, conf: string): Child {
 async function createSession(dbPath: string, host: string): Promise<string> {
   const store = await openSqliteStore(dbPath);
   try {
-    const keyring = Keyring.fromSecret(new Secret(SECRETS_KEY));
-    const book = new SessionBook(store, new StoreMirror(store, ['session']), keyring, { ttlMs: SESSION_TTL.ms, idleMs: SESSION_IDLE.ms });
-    const { secret } = await book.create(LOGIN_USER, [LOGIN_GROUP], undefined);
-    return book.cookieValue(secret, host);
+    return await createSessionIn(store, host);
   } finally {
     await store.close();
   }
+}
+
+export interface GatehouseConfigOptions {
+  readonly port: number;
+  readonly workers: number;
+  readonly accessLog: boolean;
+  readonly server: CertFiles;
+  readonly caCert: string;
+  readonly backendPort: number;
+  readonly identityHeaders: boolean;
+  /** the `store:` section */
+  readonly store: Record<string, unknown>;
+}
+
+/**
+ * The configuration of the benchmark's Gatehouse: the `open`, `mtls` and `login` routes to the backend. The
+ * etcd case runs more instances of it on another store.
+ */
+export function gatehouseConfig(o: GatehouseConfigOptions): Record<string, unknown> {
+  return {
+    server: {
+      https: `127.0.0.1:${o.port}`,
+      authHost: AUTH_HOST,
+      workers: o.workers,
+      tls: { cert: o.server.cert, key: o.server.key },
+      accessLog: o.accessLog,
+      shutdownTimeout: '5s',
+    },
+    store: o.store,
+    identity: identityConfig(o.caCert),
+    routes: [
+      { name: 'open', host: OPEN_HOST, to: `http://127.0.0.1:${o.backendPort}`, auth: 'public' },
+      {
+        name: 'mtls',
+        host: MTLS_HOST,
+        to: `http://127.0.0.1:${o.backendPort}`,
+        auth: 'certificate',
+        allow: { certificateSubject: { OU: SUBJECT_OU } },
+      },
+      {
+        name: 'login',
+        host: LOGIN_HOST,
+        to: `http://127.0.0.1:${o.backendPort}`,
+        auth: 'login',
+        allow: { users: [LOGIN_USER] },
+        identityHeaders: o.identityHeaders,
+      },
+    ],
+    roles: [{ name: LOGIN_ROLE, groups: [LOGIN_GROUP] }],
+  };
+}
+
+/** `identity:` of every benchmark Gatehouse: the never-contacted issuer, the fixed secrets key, the test CA trusted for devices. */
+export function identityConfig(caCert: string): Record<string, unknown> {
+  // never contacted: discovery happens only when someone signs in; port 9 (discard) has no listener anyway
+  const issuer = 'http://127.0.0.1:9/';
+  return {
+    oidc: { issuer, clientId: 'gatehouse-bench' },
+    secretsKey: SECRETS_KEY,
+    session: { ttl: SESSION_TTL.config, idle: SESSION_IDLE.config },
+    certificates: { trust: [caCert] },
+  };
+}
+
+/** Writes `DIR/gatehouse.yaml`; returns its path. */
+export function writeConfig(dir: string, config: Record<string, unknown>): string {
+  const file = join(dir, 'gatehouse.yaml');
+  writeFileSync(file, stringify(config));
+  return file;
+}
+
+export interface GatehouseStart {
+  readonly name: string;
+  /** its folder: gatehouse.yaml, stdout.log, stderr.log */
+  readonly dir: string;
+  readonly config: Record<string, unknown>;
+  readonly port: number;
+  readonly nodeArgs?: readonly string[];
+  readonly bin?: string;
+}
+
+/** Writes `config` into `dir` and runs `bin/gatehouse.mjs serve` on it as a child; resolves once it listens. */
+export async function startGatehouseChild(o: GatehouseStart): Promise<Child> {
+  const configFile = writeConfig(o.dir, o.config);
+  const child = Child.start({
+    name: o.name,
+    command: process.execPath,
+    args: [...(o.nodeArgs ?? []), o.bin ?? join(repoRoot, 'bin', 'gatehouse.mjs'), 'serve', '-c', configFile],
+    cwd: o.dir,
+    stdout: join(o.dir, 'stdout.log'),
+    stderr: join(o.dir, 'stderr.log'),
+    env: { ...process.env, NODE_ENV: 'production' },
+  });
+  try {
+    await child.waitForPort(o.port, 60_000);
+  } catch (err) {
+    await child.stop();
+    throw err;
+  }
+  return child;
 }
 
 export async function startTargets(o: TargetOptions): Promise<Targets> {
@@ -166,56 +280,24 @@ export async function startTargets(o: TargetOptions): Promise<Targets> {
     const gatehousePort = await freePort();
     const gdir = join(dir, 'gatehouse');
     mkdirSync(gdir);
-    const configFile = join(gdir, 'gatehouse.yaml');
     const dbPath = join(gdir, 'gatehouse.db');
     const identityHeaders = o.identityHeaders ?? process.env.BENCH_IDENTITY_HEADERS !== 'off';
-    // never contacted: discovery happens only when someone signs in; port 9 (discard) has no listener anyway
-    const issuer = 'http://127.0.0.1:9/';
-    writeFileSync(
-      configFile,
-      stringify({
-        server: {
-          https: `127.0.0.1:${gatehousePort}`,
-          authHost: 'gate.bench.test',
-          workers: o.workers,
-          tls: { cert: server.cert, key: server.key },
-          accessLog: o.accessLog,
-          shutdownTimeout: '5s',
-        },
-        store: { sqlite: { path: dbPath } },
-        identity: {
-          oidc: { issuer, clientId: 'gatehouse-bench' },
-          secretsKey: SECRETS_KEY,
-          session: { ttl: SESSION_TTL.config, idle: SESSION_IDLE.config },
-          certificates: { trust: [ca.cert] },
-        },
-        routes: [
-          { name: 'open', host: OPEN_HOST, to: `http://127.0.0.1:${backendPort}`, auth: 'public' },
-          {
-            name: 'mtls',
-            host: MTLS_HOST,
-            to: `http://127.0.0.1:${backendPort}`,
-            auth: 'certificate',
-            allow: { certificateSubject: { OU: SUBJECT_OU } },
-          },
-          {
-            name: 'login',
-            host: LOGIN_HOST,
-            to: `http://127.0.0.1:${backendPort}`,
-            auth: 'login',
-            allow: { users: [LOGIN_USER] },
-            identityHeaders,
-          },
-        ],
-        roles: [{ name: LOGIN_ROLE, groups: [LOGIN_GROUP] }],
-      }),
-    );
+    const config = gatehouseConfig({
+      port: gatehousePort,
+      workers: o.workers,
+      accessLog: o.accessLog,
+      server,
+      caCert: ca.cert,
+      backendPort,
+      identityHeaders,
+      store: { sqlite: { path: dbPath } },
+    });
     const loginCookie = `${SESSION_COOKIE}=${await createSession(dbPath, LOGIN_HOST)}`;
     const gatehouseLog = join(gdir, 'stdout.log');
     const gatehouse = Child.start({
       name: 'gatehouse',
       command: process.execPath,
-      args: [...(o.gatehouseNodeArgs ?? []), o.gatehouseBin ?? join(repoRoot, 'bin', 'gatehouse.mjs'), 'serve', '-c', configFile],
+      args: [...(o.gatehouseNodeArgs ?? []), o.gatehouseBin ?? join(repoRoot, 'bin', 'gatehouse.mjs'), 'serve', '-c', writeConfig(gdir, config)],
       cwd: gdir,
       stdout: gatehouseLog,
       stderr: join(gdir, 'stderr.log'),
@@ -238,7 +320,7 @@ export async function startTargets(o: TargetOptions): Promise<Targets> {
       gatehouse,
       loginCookie,
       identityHeaders,
-      files: { gatehouseLog, nginxAccessLog: o.accessLog && proxy ? join(dir, 'nginx', 'access.log') : undefined },
+      files: { gatehouseLog, gatehouseDb: dbPath, nginxAccessLog: o.accessLog && proxy ? join(dir, 'nginx', 'access.log') : undefined },
       close: stopAll,
     };
   } catch (err) {
