@@ -101,23 +101,34 @@ export class EtcdClient {
     const deadline = Date.now() + timeout;
     const text = JSON.stringify(body);
     // Every endpoint once; a lone endpoint twice, as a kept-alive connection may have died since its last use.
+    // While a member says the cluster has no leader (an election after a member was lost), the round is tried
+    // again after a short pause until the deadline: the cluster is alive and will have a leader in a moment.
+    // When every member is down the call fails at once.
     const attempts = Math.max(2, this.#endpoints.length);
     let last: EtcdCallError | undefined;
-    for (let attempt = 0; attempt < attempts; attempt++) {
-      const left = deadline - Date.now();
-      if (left <= 0) break;
-      const index = (this.#current + (attempt === 0 ? 0 : 1)) % this.#endpoints.length;
-      const endpoint = this.#endpoints[index]!;
-      try {
-        const answer = await this.#post(endpoint, path, text, left);
-        this.#current = index;
-        return answer as T;
-      } catch (err) {
-        last = err as EtcdCallError;
-        const retry = idempotent ? retryableRead(last) : last.unsent || /no leader|not capable/.test(last.message);
-        if (!retry) throw last;
-        this.#current = index; // the next attempt (and the next call) moves on from here
+    for (let round = 0; ; round++) {
+      let electing = false;
+      for (let attempt = 0; attempt < attempts; attempt++) {
+        const left = deadline - Date.now();
+        if (left <= 0) break;
+        const index = (this.#current + (attempt === 0 ? 0 : 1)) % this.#endpoints.length;
+        const endpoint = this.#endpoints[index]!;
+        try {
+          const answer = await this.#post(endpoint, path, text, left);
+          this.#current = index;
+          return answer as T;
+        } catch (err) {
+          last = err as EtcdCallError;
+          const noLeader = /no leader|not capable/.test(last.message);
+          electing ||= noLeader;
+          const retry = idempotent ? retryableRead(last) : last.unsent || noLeader;
+          if (!retry) throw last;
+          this.#current = index; // the next attempt (and the next call) moves on from here
+        }
       }
+      const left = deadline - Date.now();
+      if (!electing || left <= 50) break;
+      await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** round, 400, left - 25)));
     }
     throw last ?? new EtcdCallError(`etcd did not answer within ${timeout} ms`, { endpoint: this.#endpoints[this.#current]! });
   }
