@@ -242,8 +242,13 @@ describe('many instances when one fails', { timeout: 120_000 }, () => {
     await until(async () => (await get(i3, TEAM, '/', tokens[BOB.email])).status === 200, 'instance 3 letting bob in', 15_000);
     assert.equal((await signedOut.request(i3.url(APP, '/'))).status, 401, 'the sign-out reached instance 3');
     c.diagnostic(`healed: instance 3 caught up ${Date.now() - healed} ms later`);
+    // Whether the feed had to reload depends on whether its watch stream broke during the cut (then the history
+    // it missed was compacted: a resync) or only stalled (then etcd had already sent the changes, which arrive on
+    // healing). Either way it caught up, as asserted above; a resync it did must be for the compaction. (The
+    // compaction resync itself is proven in test/store/etcd.test.ts and test/store/mirror.test.ts.)
     const resync = i3.gh!.lines.find((l) => l.event === 'store_resync');
-    assert.equal(resync?.reason, 'compacted', 'the feed found its history compacted and reloaded');
+    if (resync) assert.equal(resync.reason, 'compacted', 'the feed found its history compacted and reloaded');
+    c.diagnostic(resync ? 'the feed resynchronised past the compaction' : 'the stalled watch delivered the changes on healing');
     await until(async () => g3.ready(), 'instance 3 ready again', 10_000);
   });
 });
