@@ -253,7 +253,8 @@ describe('gatehouse login and gatehouse token', () => {
     assert.equal(exact.code, 0, exact.stderr);
     assert.deepEqual((await tokens(['--user', 'svc-deploy'])).map((x) => x.id), ['AmbiguousPrefix1']);
 
-    const revoke = await run(['token', 'revoke', '-c', gh.configFile, row.id]);
+    // an id may start with "-" (base64url): "--" ends the options, as for any command
+    const revoke = await run(['token', 'revoke', '-c', gh.configFile, '--', row.id]);
     assert.equal(revoke.code, 0, revoke.stderr);
     const refused = await refusedSoon(token);
     assert.equal(refused.status, 401);

@@ -114,8 +114,8 @@ export async function startEtcd(options: EtcdOptions): Promise<EtcdCluster> {
           '--listen-client-urls', clientUrl, '--advertise-client-urls', clientUrl,
           '--listen-peer-urls', peerUrl, '--initial-advertise-peer-urls', peerUrl,
           '--initial-cluster', peers, '--initial-cluster-state', started && existsSync(dataDir) ? 'existing' : 'new', '--initial-cluster-token', `gatehouse-test-${ports[0]}`,
-          // fast elections, so that a killed leader is replaced within a second
-          '--heartbeat-interval', '50', '--election-timeout', '500',
+          // etcd's own timings: shorter ones make a loaded machine (CI) miss heartbeats and re-elect over and over
+          '--heartbeat-interval', '100', '--election-timeout', '1000',
           '--logger', 'zap', '--log-outputs', 'stderr', '--log-level', 'warn',
           ...(cert && options.ca ? ['--cert-file', cert.cert, '--key-file', cert.key, '--trusted-ca-file', options.ca.cert, '--client-cert-auth'] : []),
         ];
