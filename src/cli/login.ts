@@ -44,7 +44,8 @@ export interface SignedIn extends StoredLogin {
 const DEFAULT_TIMEOUT_MS = 5 * 60_000;
 const REQUEST_TIMEOUT_MS = 15_000;
 
-const TLS_TRUST_CODES = new Set([
+/** TLS errors that mean the Gatehouse's certificate is not trusted (a `--ca` problem, not a network one). */
+export const TLS_TRUST_CODES: ReadonlySet<string> = new Set([
   'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
   'UNABLE_TO_GET_ISSUER_CERT',
   'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',

@@ -18,7 +18,7 @@ import type { Readable, Writable } from 'node:stream';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { GatehouseError, formatDuration, isErrorCode, messageOf, type ErrorCode } from '../core/index.ts';
 import { Pump } from '../tunnel/index.ts';
-import { loadTrust, signIn, storedToken, viaOrigin } from './login.ts';
+import { TLS_TRUST_CODES, loadTrust, signIn, storedToken, viaOrigin } from './login.ts';
 
 export interface TunnelCliOptions {
   readonly target: string;
@@ -42,18 +42,6 @@ export interface TunnelCliOptions {
 const DEFAULT_PORT = 22;
 const ANSWER_TIMEOUT_MS = 15_000;
 const MAX_HEAD = 16_384;
-
-const TLS_TRUST_CODES = new Set([
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'CERT_UNTRUSTED',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 
 /** A refusal from the Gatehouse: its status and code. */
 export class TunnelRefused extends GatehouseError {
