@@ -119,12 +119,15 @@ export const AUDIT_ROUTES: readonly ApiRoute[] = [
         return STREAMED;
       }
       const limit = q.limit ?? DEFAULT_AUDIT_LIMIT;
+      // one record past the page says whether there is a next page (a page that ends at the last record has none)
       const records: AuditRecord[] = [];
-      const stoppedAt = await walk(call, q, (r) => {
+      await walk(call, q, (r) => {
         records.push(r);
-        return records.length < limit;
+        return records.length <= limit;
       });
-      return ok({ records: records.map(auditJson), next: stoppedAt ?? null });
+      const more = records.length > limit;
+      if (more) records.pop();
+      return ok({ records: records.map(auditJson), next: more ? records[records.length - 1]!.id : null });
     },
   }),
 ];

@@ -725,6 +725,12 @@ describe('the JSON API', () => {
         all.records.slice(0, 4).map((r) => r.id),
       );
       assert.equal(all.next, null, 'fewer than 500: the last page');
+      // a page that ends exactly at the oldest record is the last one too
+      const exact = await audit(`?limit=${all.records.length}`);
+      assert.equal(exact.records.length, all.records.length);
+      assert.equal(exact.next, null, 'a page ending at the last record has no next page');
+      const short = await audit(`?limit=${all.records.length - 1}`);
+      assert.equal(short.next, short.records.at(-1)!.id);
       assert.deepEqual(await audit(`?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}`), { records: [], next: null });
       const recent = await audit(`?since=${encodeURIComponent(all.records[2]!.time)}&limit=500`);
       assert.ok(recent.records.length >= 3 && recent.records.every((r) => r.time >= all.records[2]!.time));

@@ -348,7 +348,7 @@ describe('the dashboard in a real browser', () => {
     await drawn(dave, 'page-access');
     const mine = dave.locator(tid('request-row', { role: 'wiki-readers', status: 'approved' }));
     await mine.waitFor();
-    assert.match((await mine.textContent()) ?? '', /by alice@example\.com/);
+    assert.match((await mine.textContent()) ?? '', /by alice@example\.com · ended /, 'the approval for a time reads as ended');
     assert.ok(((await mine.textContent()) ?? '').includes(HTML_REASON));
     assert.equal(await mine.locator('img').count(), 0);
     await dave.waitForSelector(tid('route-row', { route: 'app' }));

@@ -10,6 +10,11 @@ function routeOf(r) {
   return { name: r.name, host: r.host, url, auth: r.auth, rule: r.rule, permissions, partial };
 }
 
+/** An approval for a time whose time has passed. */
+function ended(expires) {
+  return Date.parse(expires) <= Date.now();
+}
+
 function statusBadge(status) {
   return badge(status, status === 'approved' ? 'ok' : status === 'declined' ? 'bad' : 'wait');
 }
@@ -24,7 +29,7 @@ export function requestRows(requests) {
       duration(r.duration, 'no end'),
       statusBadge(r.status),
       time(r.created),
-      r.decidedBy ? [time(r.decidedAt), ' by ', r.decidedBy, r.expires ? [' · until ', time(r.expires)] : null] : h('span', { class: 'muted' }, 'not yet'),
+      r.decidedBy ? [time(r.decidedAt), ' by ', r.decidedBy, r.expires ? [ended(r.expires) ? ' · ended ' : ' · until ', time(r.expires)] : null] : h('span', { class: 'muted' }, 'not yet'),
     ],
   }));
 }
