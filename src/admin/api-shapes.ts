@@ -98,7 +98,7 @@ export function certificateJson(c: CertificateRecord) {
 
 /** A connector's live session, from its presence record. */
 export function connectorSessionJson(s: ConnectorSessionFacts) {
-  return { session: s.session, address: s.address, version: s.version, target: s.target, worker: s.worker, serial: s.serial, since: isoTime(s.since), streams: s.streams };
+  return { session: s.session, address: s.address, version: s.version, target: s.target, worker: s.worker, instance: s.instance ?? null, serial: s.serial, since: isoTime(s.since), streams: s.streams };
 }
 
 /** An open TCP tunnel: who, which route, from where, since when, and its bytes as of its owner's last refresh. */

@@ -19,6 +19,8 @@ export interface ConnectorSessionFacts {
   readonly since: number;
   readonly streams: number;
   readonly worker: string;
+  /** the instance holding the session, when instances share a store */
+  readonly instance?: string;
 }
 
 /** The connector hub as the API needs it (the app wires it in: services do not import each other). */

@@ -89,7 +89,7 @@ describe('the Connectors page', () => {
     await page.waitForSelector('[data-connector="lab"][data-sessions="1"]');
     const session = page.locator('[data-connector="lab"] [data-testid="connector-session"]');
     assert.equal(await session.getAttribute('data-worker'), '1/1');
-    assert.match(await session.innerText(), new RegExp(`127\\.0\\.0\\.1 → 127\\.0\\.0\\.1:${backend.port}, worker 1/1`));
+    assert.match(await session.innerText(), new RegExp(`127\\.0\\.0\\.1 → 127\\.0\\.0\\.1:${backend.port}, instance [0-9A-Z]{26}, worker 1/1`));
     mkdirSync(SHOTS, { recursive: true });
     await page.screenshot({ path: join(SHOTS, 'connectors.png'), fullPage: true });
     assert.deepEqual(problems, []);

@@ -51,7 +51,7 @@ function sessionsOf(c) {
         'li',
         { 'data-testid': 'connector-session', 'data-worker': s.worker },
         h('code', {}, s.address),
-        ` → ${s.target}, worker ${s.worker}, since `,
+        ` → ${s.target}, ${s.instance ? `instance ${s.instance}, ` : ''}worker ${s.worker}, since `,
         time(s.since),
         `, ${s.streams} stream${s.streams === 1 ? '' : 's'}, version ${s.version}`,
       ),
