@@ -110,9 +110,10 @@ export class TunnelRegistry {
           return;
         }
         const route = opening.route;
+        const count = { in: this.#bytes.adder({ route, direction: 'in' }), out: this.#bytes.adder({ route, direction: 'out' }) };
         local.pump = new Pump(client, upstream, {
           idleMs: options.idleMs,
-          onBytes: (direction, n) => this.#bytes.inc({ route, direction }, n),
+          onBytes: (direction, n) => count[direction](n),
           onEnd: (why) => {
             const p = local.pump!;
             this.#finish(local, why);
