@@ -33,6 +33,8 @@ export interface EtcdCluster {
   readonly endpoints: string[];
   /** For `tls: true`: the files a client needs (the CA of the members' certificates, a client certificate). */
   readonly client?: { readonly ca: string; readonly cert: string; readonly key: string };
+  /** The member that is the cluster's leader now, by its own status (undefined while there is none). */
+  leader(): Promise<EtcdMember | undefined>;
   /** Kills every member and removes the data. */
   close(): Promise<void>;
 }
@@ -165,6 +167,19 @@ export async function startEtcd(options: EtcdOptions): Promise<EtcdCluster> {
     members,
     endpoints: members.map((m) => m.clientUrl),
     ...(client && options.ca ? { client: { ca: options.ca.cert, cert: client.cert, key: client.key } } : {}),
+    async leader() {
+      for (const member of members) {
+        if (!member.running) continue;
+        try {
+          const r = await request(`${member.clientUrl}/v3/maintenance/status`, { dispatcher: agent, method: 'POST', body: '{}', signal: AbortSignal.timeout(1000) });
+          const status = (await r.body.json()) as { leader?: string; header?: { member_id?: string } };
+          if (status.leader && status.leader === status.header?.member_id) return member;
+        } catch {
+          // not answering: not the leader
+        }
+      }
+      return undefined;
+    },
     async close() {
       // the data goes too: no need for a graceful stop (which, for a whole cluster at once, waits seconds on a leader hand-over)
       await Promise.all(members.map((m) => m.kill()));

@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { rmSync } from 'node:fs';
+import { createServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
@@ -252,7 +254,8 @@ describe('etcd store: a three-member cluster', () => {
   });
 
   it('goes on working, watch included, when the member it talks to is killed', { timeout: 60_000 }, async () => {
-    const store = await openEtcdStore({ endpoints: cluster.endpoints, prefix: '/ha/', requestTimeout: 3000, retryDelay: 200 });
+    // the default deadline: an election after losing the leader can take a second round (a split vote), 2–4 s
+    const store = await openEtcdStore({ endpoints: cluster.endpoints, prefix: '/ha/', retryDelay: 200 });
     try {
       const watcher = follow(store, await store.revision());
       const first = await store.put('k', 'before', 1);
@@ -266,10 +269,10 @@ describe('etcd store: a three-member cluster', () => {
       await waitFor(() => watcher.changes.length === 6, 'every change, through another member');
       assert.deepEqual(watcher.changes.map((c) => c.revision), written, 'each change once, in order');
       assert.deepEqual(watcher.resyncs, []);
-      await cluster.members[0]!.start();
       watcher.stop();
     } finally {
       await store.close();
+      if (!cluster.members[0]!.running) await cluster.members[0]!.start();
     }
   });
 
@@ -302,6 +305,110 @@ describe('etcd store: a three-member cluster', () => {
       await store.close();
     }
   });
+
+  it('writes made while the leader is killed all go through, each once, with no conflict and no 503', { timeout: 60_000 }, async () => {
+    const store = await openEtcdStore({ endpoints: cluster.endpoints, prefix: '/election/', requestTimeout: 5000 });
+    try {
+      const watcher = follow(store, await store.revision());
+      const leader = await cluster.leader();
+      assert.ok(leader, 'a leader to kill');
+      const failures: string[] = [];
+      const written: string[] = [];
+      let writing = true;
+      // login states: created only when absent, with a lease, as sign-in writes them
+      const writers = Array.from({ length: 4 }, async (_, w) => {
+        for (let n = 0; writing; n++) {
+          const id = `w${w}-${n}`;
+          try {
+            await store.put('login', id, { w, n }, { ifRevision: 0, expiresAt: Date.now() + 600_000 });
+            written.push(id);
+          } catch (err) {
+            failures.push(`${id}: ${(err as Error).message}`);
+          }
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      });
+      try {
+        await waitFor(() => written.length >= 8, 'writes before the kill');
+        const killed = written.length;
+        await leader.kill();
+        await waitFor(() => written.length >= killed + 20, 'writes after the kill', 20_000);
+      } finally {
+        writing = false;
+        await Promise.all(writers);
+      }
+      assert.deepEqual(failures, []);
+      const stored = await store.list('login');
+      assert.deepEqual(stored.map((r) => r.id).sort(), [...written].sort());
+      for (const r of stored) assert.equal(`w${(r.value as { w: number }).w}-${(r.value as { n: number }).n}`, r.id);
+      await waitFor(() => watcher.changes.length === written.length, 'every creation watched');
+      assert.equal(new Set(watcher.changes.map((c) => c.id)).size, written.length, 'each creation once');
+      watcher.stop();
+    } finally {
+      await store.close();
+      for (const m of cluster.members) if (!m.running) await m.start();
+    }
+  });
+});
+
+describe('etcd store: a write whose answer is lost', () => {
+  const dir = tempDir('gatehouse-etcd-lost-');
+  let server: EtcdCluster;
+  let proxy: Server;
+  /** What the proxy does with the next transaction that puts something: answer it, apply it and lose the answer, or hold it unsent. */
+  let next: 'pass' | 'lose-answer' | 'hold' = 'pass';
+  const held: IncomingMessage[] = [];
+  before(async () => {
+    server = await startEtcd({ dir: dir.dir });
+    const upstream = new URL(server.endpoints[0]!);
+    proxy = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        const mode = req.url === '/v3/kv/txn' && body.includes('request_put') ? next : 'pass';
+        if (mode !== 'pass') next = 'pass';
+        if (mode === 'hold') return void held.push(req);
+        const out = httpRequest({ host: upstream.hostname, port: upstream.port, path: req.url, method: req.method, headers: req.headers }, (answer) => {
+          if (mode === 'lose-answer') return void (answer.resume(), req.socket.destroy());
+          res.writeHead(answer.statusCode ?? 502, answer.headers);
+          answer.pipe(res);
+        });
+        out.on('error', () => res.destroy());
+        out.end(body);
+      });
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+  });
+  after(async () => {
+    proxy?.closeAllConnections();
+    await new Promise((resolve) => proxy?.close(resolve));
+    await server?.close();
+    dir.cleanup();
+  });
+
+  for (const mode of ['lose-answer', 'hold'] as const) {
+    const what = mode === 'lose-answer' ? 'applied, its answer lost' : 'held by a member that never answers';
+    it(`a create-if-absent ${what} is written once and reported written, not as a conflict or an outage`, { timeout: 30_000 }, async () => {
+      const endpoint = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+      const store = await openEtcdStore({ endpoints: [endpoint], prefix: `/lost-${mode}/`, requestTimeout: 4000 });
+      try {
+        next = mode;
+        const started = Date.now();
+        const put = await store.put('login', 'state1', { nonce: 'n1' }, { ifRevision: 0, expiresAt: Date.now() + 60_000 });
+        assert.equal(next, 'pass', 'the proxy saw the transaction');
+        assert.ok(Date.now() - started < 4000, 'within the deadline');
+        const got = await store.get('login', 'state1');
+        assert.deepEqual(got?.value, { nonce: 'n1' });
+        assert.equal(got?.revision, put.revision);
+        const raw = await request(`${server.endpoints[0]}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from(`/lost-${mode}/login/state1`).toString('base64') }) });
+        const kvs = ((await raw.body.json()) as { kvs?: Array<{ version?: string }> }).kvs ?? [];
+        assert.equal(kvs[0]?.version, '1', 'written once');
+      } finally {
+        await store.close();
+      }
+    });
+  }
 });
 
 describe('etcd store: outages', () => {

@@ -7,7 +7,10 @@
  * A read (or anything safe to send twice) moves on after any failure of the transport or an
  * "unavailable" answer; a write moves on only when it surely never reached etcd (the connection was
  * refused or never made) or etcd said it has no leader, since a write that timed out may have been
- * applied. Every call has one deadline across all its attempts.
+ * applied. Every call has one deadline across all its attempts, and no attempt takes more than a quarter of
+ * it: a member that holds a request without answering (a follower that has not yet noticed its leader died)
+ * leaves time to ask the others again once they have elected a new leader, or for the caller to find out
+ * whether a write was applied.
  */
 import { Agent, request, type Dispatcher } from 'undici';
 
@@ -47,6 +50,9 @@ export interface CallOptions {
   /** This call's deadline in ms (default the client's `requestTimeout`). */
   readonly timeout?: number;
 }
+
+/** The shortest time one attempt of a call is given (ms), however short the call's deadline. */
+const attemptFloor = 1000;
 
 /** How long a watch stream may stay silent before it is taken for dead and opened again. */
 const watchSilence = 11 * 60_000;
@@ -101,33 +107,39 @@ export class EtcdClient {
     const deadline = Date.now() + timeout;
     const text = JSON.stringify(body);
     // Every endpoint once; a lone endpoint twice, as a kept-alive connection may have died since its last use.
-    // While a member says the cluster has no leader (an election after a member was lost), the round is tried
-    // again after a short pause until the deadline: the cluster is alive and will have a leader in a moment.
-    // When every member is down the call fails at once.
+    // While a member says the cluster has no leader (an election after a member was lost), says its leader
+    // changed, or holds a request past its attempt's time, the round is tried again after a short pause until
+    // the deadline: the cluster will have a leader in a moment. When every member refuses connections the call
+    // fails at once.
     const attempts = Math.max(2, this.#endpoints.length);
     let last: EtcdCallError | undefined;
     for (let round = 0; ; round++) {
-      let electing = false;
+      /** per member, by its last attempt of the round: it may have a leader in a moment (it did not refuse the connection) */
+      const alive = new Map<number, boolean>();
+      // each member once per round, from the one calls go to now (other calls move that on as they fail)
+      const start = this.#current;
       for (let attempt = 0; attempt < attempts; attempt++) {
         const left = deadline - Date.now();
         if (left <= 0) break;
-        const index = (this.#current + (attempt === 0 ? 0 : 1)) % this.#endpoints.length;
+        const index = (start + attempt) % this.#endpoints.length;
         const endpoint = this.#endpoints[index]!;
         try {
-          const answer = await this.#post(endpoint, path, text, left);
+          const answer = await this.#post(endpoint, path, text, Math.min(left, Math.max(attemptFloor, Math.ceil(timeout / 4))));
           this.#current = index;
           return answer as T;
         } catch (err) {
           last = err as EtcdCallError;
           const noLeader = /no leader|not capable/.test(last.message);
-          electing ||= noLeader;
+          // a member that answers "unavailable" (leader changed) or holds a request without answering may be one
+          // that has not yet noticed its leader died: only members that refuse connections are surely down
+          alive.set(index, noLeader || !last.unsent);
           const retry = idempotent ? retryableRead(last) : last.unsent || noLeader;
           if (!retry) throw last;
-          this.#current = index; // the next attempt (and the next call) moves on from here
+          this.failed(endpoint); // the next call starts at the next member
         }
       }
       const left = deadline - Date.now();
-      if (!electing || left <= 50) break;
+      if (![...alive.values()].includes(true) || left <= 50) break;
       await new Promise((r) => setTimeout(r, Math.min(50 * 2 ** round, 400, left - 25)));
     }
     throw last ?? new EtcdCallError(`etcd did not answer within ${timeout} ms`, { endpoint: this.#endpoints[this.#current]! });

@@ -439,12 +439,17 @@ class EtcdStoreImpl implements EtcdStore {
     const keys = ops.map((op) => this.#keys.record(op.kind, op.id));
     // one deadline for the whole write, its reads and its transaction
     const deadline = Date.now() + this.#settings.requestTimeout;
+    // the values of the last transaction whose outcome was unknown (it may sit in the log of a leader that died)
+    let unsure: { puts: ReadonlyMap<number, string>; changed: number } | undefined;
     for (let attempt = 0; attempt < writeAttempts; attempt++) {
       const leases = await this.#leasesFor(ops, what, deadline);
       const current = await this.#read(keys, what, deadline);
+      if (unsure && applied(ops, current, unsure.puts)) return { revision: Math.max(...current.map((c) => c.modRevision)), changed: unsure.changed };
+      unsure = undefined;
       const now = Date.now();
       const compare: Compare[] = [];
       const success: TxnOp[] = [];
+      const sent = new Map<number, string>();
       let changed = 0;
       ops.forEach((op, i) => {
         const { kv, modRevision, envelope } = current[i]!;
@@ -463,7 +468,9 @@ class EtcdStoreImpl implements EtcdStore {
           if (op.ifRevision !== undefined) guard();
           // without a lease, a put detaches the key from the lease it had
           const lease = leases[i] === undefined ? {} : { lease: leases[i] };
-          success.push({ request_put: { key, value: b64(encodeEnvelope(op.json, op.expiresAt)), ...lease } });
+          const value = b64(encodeEnvelope(op.json, op.expiresAt));
+          sent.set(i, value);
+          success.push({ request_put: { key, value, ...lease } });
           if (op.expiresAt !== undefined) success.push({ request_put: { key: b64(this.#keys.expiry(op.expiresAt, op.kind, op.id)), value: '', ...lease } });
           if (old !== undefined && (op.expiresAt === undefined || expiryText(old) !== expiryText(op.expiresAt))) {
             success.push({ request_delete_range: { key: b64(this.#keys.expiry(old, op.kind, op.id)) } });
@@ -485,6 +492,12 @@ class EtcdStoreImpl implements EtcdStore {
       try {
         answer = await this.#call<TxnResponse>(what, '/v3/kv/txn', { compare, success }, { idempotent: false, timeout: left, write: true });
       } catch (err) {
+        // no answer (a member lost its leader with the transaction): read again and see; the compares keep a late
+        // apply of this transaction and the next attempt from both taking effect
+        if (err instanceof StoreUnavailableError && err.outcome === 'unknown' && isOutage(err.cause) && deadline - Date.now() > 0) {
+          unsure = { puts: sent, changed };
+          continue;
+        }
         // a cached lease etcd no longer knows (etcd replaced or restored, the lease revoked): nothing was written; grant anew
         if (!(err instanceof GatehouseError && isLeaseNotFound(err.cause))) throw err;
         for (const id of leases) if (id !== undefined) this.#leases.forget(id);
@@ -648,6 +661,14 @@ class EtcdStoreImpl implements EtcdStore {
 function isOutage(err: unknown): boolean {
   if (!(err instanceof EtcdCallError)) return false;
   return err.grpcCode === undefined || err.grpcCode === grpcCode.unavailable || err.grpcCode === grpcCode.deadlineExceeded || /no leader/.test(err.message);
+}
+
+/**
+ * Whether a transaction whose answer was lost took effect: every record it put holds the value it sent,
+ * every record it deleted is gone.
+ */
+function applied(ops: readonly CheckedOp[], current: readonly Current[], puts: ReadonlyMap<number, string>): boolean {
+  return ops.every((op, i) => (op.op === 'put' ? current[i]!.kv?.value === puts.get(i) : current[i]!.kv === undefined));
 }
 
 /** etcd refused a write for a lease it does not know (nothing was written). */
