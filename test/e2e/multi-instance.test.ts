@@ -1,10 +1,10 @@
 /**
  * Many Gatehouse instances on one etcd: a real three-member etcd cluster on 127.0.0.1, three Gatehouse instances on
- * it (the first a real `gatehouse serve` child, the others in this process), a real OpenID provider, and connectors as
+ * it (the first a real `gatehouse serve` child with two workers, the others in this process), a real OpenID provider, and connectors as
  * real `gatehouse connect` children. A sign-in through one instance holds on the others; a sign-out, a revocation, a
  * new member and a disabled user made on one apply on the others within a second (the times are printed); a connector
- * held by one instance serves requests and a TCP tunnel arriving at another (the peer relay, mutual TLS); one etcd
- * member killed changes nothing; every member stopped leaves signed-in users served from memory while changes are
+ * held by one instance (a session with each of its workers) serves requests and a TCP tunnel arriving at another (the
+ * peer relay, mutual TLS); the etcd leader killed changes nothing, without waiting for the election; every member stopped leaves signed-in users served from memory while changes are
  * refused with 503 and /readyz says not ready; etcd started again is caught up with by itself.
  */
 import { after, before, describe, it } from 'node:test';
@@ -107,7 +107,9 @@ describe('many instances on one etcd', { timeout: 120_000 }, () => {
       extraGatehouses: 2,
       serve: true,
       ...common,
-      server: { peer: { listen: '127.0.0.1:0' }, metrics: '127.0.0.1:0' },
+      // instance 1 is `gatehouse serve` with two workers: a connector keeps a session with each, and a relay from
+      // another instance reaches whichever worker accepts it
+      server: { peer: { listen: '127.0.0.1:0' }, metrics: '127.0.0.1:0', workers: 2 },
     });
     i1 = world.main;
     metricsPort = listeningPort(i1.child!, 'metrics');
@@ -208,11 +210,18 @@ describe('many instances on one etcd', { timeout: 120_000 }, () => {
       assert.equal((await withToken(at, OFFICE, tokens[ALICE.email]!)).backend, 'office');
     }
     // the API on instance 3 lists the sessions with the instance that holds them
-    const listed = await api(i3, 'GET', '/connectors', tokens[ROOT.email]!);
-    assert.equal(listed.status, 200, listed.body);
-    const sessions = (JSON.parse(listed.body) as { connectors: Array<{ name: string; sessions: Array<{ instance: string | null }> }> }).connectors.flatMap((c) => c.sessions);
+    type Listed = { connectors: Array<{ name: string; sessions: Array<{ instance: string | null; worker: string }> }> };
+    let connectors: Listed['connectors'] = [];
+    await until(async () => {
+      const listed = await api(i3, 'GET', '/connectors', tokens[ROOT.email]!);
+      assert.equal(listed.status, 200, listed.body);
+      connectors = (JSON.parse(listed.body) as Listed).connectors;
+      return connectors.every((c) => c.sessions.length === 2);
+    }, 'each connector holding a session with both workers of instance 1', 5000);
+    for (const c of connectors) assert.deepEqual(c.sessions.map((x) => x.worker).sort(), ['1/2', '2/2'], `${c.name}: a session with each worker of instance 1`);
+    const sessions = connectors.flatMap((c) => c.sessions);
     // instance 1 runs as `gatehouse serve`: its id is the one that is neither 2's nor 3's
-    assert.ok(sessions.length >= 2, JSON.stringify(sessions));
+    assert.equal(sessions.length, 4, JSON.stringify(sessions));
     assert.equal(new Set(sessions.map((x) => x.instance)).size, 1, JSON.stringify(sessions));
     assert.ok(typeof sessions[0]!.instance === 'string' && ![g2.instance, g3.instance].includes(sessions[0]!.instance), JSON.stringify(sessions));
     const relayed = g2.metrics.snapshot().find((m) => m.name === 'gatehouse_peer_relays_total');
