@@ -17,7 +17,7 @@ import type { RouteMatch, UpstreamTarget } from './route-table.ts';
 import { normalizePath, splitTarget } from './normalize-path.ts';
 import { upstreamRequestHeaders } from './headers.ts';
 import { forward, newForwardResult, type ForwardResult } from './forward.ts';
-import { guardedLookup, isForbiddenAddress, type UpstreamPool } from './upstream-pool.ts';
+import { guardedLookup, isForbiddenAddress, type UpstreamDispatcher, type UpstreamPool } from './upstream-pool.ts';
 import { rawErrorResponse, sendError, wantsJson } from './error-page.ts';
 import { proxyWebSocket } from './upgrade.ts';
 import { openTcpTunnel, type TunnelService } from './tcp-tunnel.ts';
@@ -388,18 +388,10 @@ export class FrontDoor {
       }
       return this.#refuse(req, res, rec, decision.code, decision.reason, route.name);
     }
-    if (route.connector !== undefined) return this.#viaConnector(state, req, res, rec, match, pathAndQuery, publicHost, rewrite, user, sessionId, certificate);
-    const target = match.target;
-    if (!target) {
-      return this.#refuse(req, res, rec, 'ERR_UPSTREAM_UNREACHABLE', `route ${route.name} has no HTTP upstream`, route.name);
-    }
-    const guard = route.templated && !route.config.upstream.allowLoopback;
-    if (guard && isIP(target.hostname) && isForbiddenAddress(target.hostname)) {
-      return this.#refuse(req, res, rec, 'ERR_UPSTREAM_FORBIDDEN', `${target.hostname} is a loopback or link-local address this route may not reach`, route.name);
-    }
+    const destination = this.#destination(state, req, res, rec, match, pathAndQuery, publicHost);
+    if (!destination) return;
     const upstream = route.config.upstream;
-    const hostHeader =
-      match.hostHeader === 'preserve' ? req.headers.host ?? publicHost : match.hostHeader ?? target.authority;
+    const hostHeader = match.hostHeader === 'preserve' ? req.headers.host ?? publicHost : match.hostHeader ?? destination.host;
     const headers = upstreamRequestHeaders(req.rawHeaders, {
       hostHeader,
       clientIp: this.#clientIp(req),
@@ -408,15 +400,14 @@ export class FrontDoor {
       trusted: this.#trusted(state, req),
       ...(route.config.identityHeaders ? { extra: this.#identityHeaders(state, route.name, publicHost, user, sessionId, certificate) } : {}),
     });
-    const tls = state.upstreamTls.get(route.name);
     rec.forwarded = newForwardResult();
     forward(
       req,
       res,
       {
-        dispatcher: this.#o.pool.dispatcherFor(target, tls, guard, upstream.timeouts.connect),
+        dispatcher: destination.dispatcher,
         method: rec.method,
-        path: target.basePath + pathAndQuery,
+        path: destination.path,
         headers,
         timeouts: upstream.timeouts,
         maxBodySize: upstream.maxBodySize,
@@ -429,10 +420,12 @@ export class FrontDoor {
   }
 
   /**
-   * `to: connector:NAME`: forwarded over streams the connector opens to its backend (plain HTTP/1.1 inside;
-   * the connector makes any TLS connection). The Host header is the route's host unless `hostHeader` says else.
+   * Where an allowed request goes: its upstream's pooled connections, or for `to: connector:NAME` the streams the
+   * connector opens to its backend (plain HTTP/1.1 inside; the connector makes any TLS connection), with the path
+   * to send and the Host header unless `hostHeader` says else (the upstream's authority; for a connector the
+   * route's host). Undefined once it has refused the request.
    */
-  #viaConnector(
+  #destination(
     state: ProxyState,
     req: IncomingMessage,
     res: ServerResponse,
@@ -440,42 +433,30 @@ export class FrontDoor {
     match: RouteMatch,
     pathAndQuery: string,
     publicHost: string,
-    rewrite: boolean,
-    user: UserFacts | undefined,
-    sessionId: string | undefined,
-    certificate: CertificateFacts,
-  ): void {
+  ): { dispatcher: UpstreamDispatcher; path: string; host: string } | undefined {
     const route = match.route;
-    const name = route.connector!;
-    const dialer = this.#o.dialer;
-    if (!dialer) return this.#refuse(req, res, rec, 'ERR_UPSTREAM_UNREACHABLE', `route ${route.name} goes through connector ${name}, and this Gatehouse has no connectors`, route.name);
-    const upstream = route.config.upstream;
-    const hostHeader = match.hostHeader === 'preserve' ? req.headers.host ?? publicHost : match.hostHeader ?? connectorHostHeader(match, publicHost);
-    const headers = upstreamRequestHeaders(req.rawHeaders, {
-      hostHeader,
-      clientIp: this.#clientIp(req),
-      publicHost,
-      requestId: rec.id,
-      trusted: this.#trusted(state, req),
-      ...(route.config.identityHeaders ? { extra: this.#identityHeaders(state, route.name, publicHost, user, sessionId, certificate) } : {}),
-    });
-    rec.forwarded = newForwardResult();
-    forward(
-      req,
-      res,
-      {
-        dispatcher: this.#o.pool.connectorDispatcherFor(name, dialer, upstream.timeouts.connect),
-        method: rec.method,
-        path: pathAndQuery,
-        headers,
-        timeouts: upstream.timeouts,
-        maxBodySize: upstream.maxBodySize,
-        requestId: rec.id,
-        rewrite: rewrite && upstream.rewriteRedirects ? { names: match.upstreamNames, publicHost } : undefined,
-      },
-      (code, message, close) => this.#refuse(req, res, rec, code, message, route.name, close),
-      rec.forwarded,
-    );
+    const connectTimeout = route.config.upstream.timeouts.connect;
+    const name = route.connector;
+    if (name !== undefined) {
+      const dialer = this.#o.dialer;
+      if (!dialer) {
+        this.#refuse(req, res, rec, 'ERR_UPSTREAM_UNREACHABLE', `route ${route.name} goes through connector ${name}, and this Gatehouse has no connectors`, route.name);
+        return undefined;
+      }
+      return { dispatcher: this.#o.pool.connectorDispatcherFor(name, dialer, connectTimeout), path: pathAndQuery, host: connectorHostHeader(match, publicHost) };
+    }
+    const target = match.target;
+    if (!target) {
+      this.#refuse(req, res, rec, 'ERR_UPSTREAM_UNREACHABLE', `route ${route.name} has no HTTP upstream`, route.name);
+      return undefined;
+    }
+    const guard = route.templated && !route.config.upstream.allowLoopback;
+    if (guard && isIP(target.hostname) && isForbiddenAddress(target.hostname)) {
+      this.#refuse(req, res, rec, 'ERR_UPSTREAM_FORBIDDEN', `${target.hostname} is a loopback or link-local address this route may not reach`, route.name);
+      return undefined;
+    }
+    const dispatcher = this.#o.pool.dispatcherFor(target, state.upstreamTls.get(route.name), guard, connectTimeout);
+    return { dispatcher, path: target.basePath + pathAndQuery, host: target.authority };
   }
 
   /** X-Gatehouse-User, -Roles, -Device and -Jwt-Assertion for an allowed request. */
