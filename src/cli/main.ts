@@ -182,7 +182,8 @@ token
   .command('revoke')
   .description('revoke the token whose id starts with ID-PREFIX (it must be the only one)')
   .requiredOption('-c, --config <file>', 'configuration file (YAML)')
-  .argument('<id-prefix>', 'the token id or a unique prefix of it (see token list)')
+  .argument('<id-prefix>', 'the token id or a unique prefix of it (see token list); after -- when it starts with -')
+  .showHelpAfterError("(an id that starts with '-' goes after '--': gatehouse token revoke -c FILE -- ID-PREFIX)")
   .action(async (id: string, o: { config: string }) => {
     process.exitCode = await runTokenRevoke({ config: o.config, id });
   });

@@ -253,7 +253,10 @@ describe('gatehouse login and gatehouse token', () => {
     assert.equal(exact.code, 0, exact.stderr);
     assert.deepEqual((await tokens(['--user', 'svc-deploy'])).map((x) => x.id), ['AmbiguousPrefix1']);
 
-    // an id may start with "-" (base64url): "--" ends the options, as for any command
+    // an id may start with "-" (base64url): "--" ends the options, as for any command, and the refusal says so
+    const unquoted = await run(['token', 'revoke', '-c', gh.configFile, '-Xy3']);
+    assert.equal(unquoted.code, 1);
+    assert.match(unquoted.stderr, /unknown option '-Xy3'[\s\S]*an id that starts with '-' goes after '--': gatehouse token revoke -c FILE -- ID-PREFIX/);
     const revoke = await run(['token', 'revoke', '-c', gh.configFile, '--', row.id]);
     assert.equal(revoke.code, 0, revoke.stderr);
     const refused = await refusedSoon(token);
