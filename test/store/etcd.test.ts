@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { loadConfigText } from '../../src/config/index.ts';
-import { GatehouseError, type ErrorCode } from '../../src/core/index.ts';
+import { GatehouseError, StoreUnavailableError, type ErrorCode } from '../../src/core/index.ts';
 import { runStoreContract } from '../../src/store/contract.ts';
 import { openEtcdStore, openStore, type EtcdStore, type EtcdStoreOptions, type StoreChange, type StoreResync } from '../../src/store/index.ts';
 import { TestCa } from '../harness/certs.ts';
@@ -357,6 +357,8 @@ describe('etcd store: a write whose answer is lost', () => {
   let proxy: Server;
   /** What the proxy does with the next transaction that puts something: answer it, apply it and lose the answer, or hold it unsent. */
   let next: 'pass' | 'lose-answer' | 'hold' = 'pass';
+  /** Hold every request from the next transaction that puts something on (etcd gone silent). */
+  let silent: 'no' | 'armed' | 'yes' = 'no';
   const held: IncomingMessage[] = [];
   before(async () => {
     server = await startEtcd({ dir: dir.dir });
@@ -366,6 +368,8 @@ describe('etcd store: a write whose answer is lost', () => {
       req.on('data', (c: Buffer) => chunks.push(c));
       req.on('end', () => {
         const body = Buffer.concat(chunks);
+        if (silent === 'armed' && req.url === '/v3/kv/txn' && body.includes('request_put')) silent = 'yes';
+        if (silent === 'yes') return void held.push(req);
         const mode = req.url === '/v3/kv/txn' && body.includes('request_put') ? next : 'pass';
         if (mode !== 'pass') next = 'pass';
         if (mode === 'hold') return void held.push(req);
@@ -385,6 +389,21 @@ describe('etcd store: a write whose answer is lost', () => {
     await new Promise((resolve) => proxy?.close(resolve));
     await server?.close();
     dir.cleanup();
+  });
+
+  it('a write whose answer is lost and whose outcome cannot be read back fails saying it may or may not have been applied', { timeout: 30_000 }, async () => {
+    const endpoint = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+    const store = await openEtcdStore({ endpoints: [endpoint], prefix: '/lost-silent/', requestTimeout: 3000 });
+    try {
+      silent = 'armed';
+      const err = await rejectsWith(store.put('login', 'state2', { nonce: 'n2' }, { ifRevision: 0 }), 'ERR_STORE_UNAVAILABLE');
+      assert.equal(silent, 'yes', 'the proxy held the transaction');
+      assert.equal((err as StoreUnavailableError).outcome, 'unknown');
+      assert.match(err.message, /may or may not have been applied/);
+    } finally {
+      silent = 'no';
+      await store.close();
+    }
   });
 
   for (const mode of ['lose-answer', 'hold'] as const) {

@@ -442,8 +442,18 @@ class EtcdStoreImpl implements EtcdStore {
     // the values of the last transaction whose outcome was unknown (it may sit in the log of a leader that died)
     let unsure: { puts: ReadonlyMap<number, string>; changed: number } | undefined;
     for (let attempt = 0; attempt < writeAttempts; attempt++) {
-      const leases = await this.#leasesFor(ops, what, deadline);
-      const current = await this.#read(keys, what, deadline);
+      let leases: Array<string | undefined>;
+      let current: Current[];
+      try {
+        leases = await this.#leasesFor(ops, what, deadline);
+        current = await this.#read(keys, what, deadline);
+      } catch (err) {
+        // after a transaction whose answer was lost, a failure to look says nothing of whether that one applied
+        if (unsure && err instanceof StoreUnavailableError && err.outcome === 'unchanged') {
+          throw new StoreUnavailableError(`${err.message.replace(/; nothing was changed$/, '')}; an earlier attempt may or may not have been applied`, 'unknown', { cause: err.cause });
+        }
+        throw err;
+      }
       if (unsure && applied(ops, current, unsure.puts)) return { revision: Math.max(...current.map((c) => c.modRevision)), changed: unsure.changed };
       unsure = undefined;
       const now = Date.now();
