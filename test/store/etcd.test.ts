@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Agent, request } from 'undici';
 import { loadConfigText } from '../../src/config/index.ts';
-import { GatehouseError, StoreUnavailableError, type ErrorCode } from '../../src/core/index.ts';
+import { GatehouseError, type ErrorCode, type StoreUnavailableError } from '../../src/core/index.ts';
 import { runStoreContract } from '../../src/store/contract.ts';
 import { openEtcdStore, openStore, type EtcdStore, type EtcdStoreOptions, type StoreChange, type StoreResync } from '../../src/store/index.ts';
 import { TestCa } from '../harness/certs.ts';
