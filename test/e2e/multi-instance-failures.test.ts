@@ -16,7 +16,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { createServer, connect as netConnect, type AddressInfo, type Server, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { signInOverHttp, startEtcd, startSignInWorld, tempDir, waitFor, type EtcdCluster, type SignInGatehouse, type SignInWorld } from '../harness/index.ts';
+import { signInOverHttp, startEtcd, startSignInWorld, tempDir, until, waitFor, type EtcdCluster, type SignInGatehouse, type SignInWorld } from '../harness/index.ts';
 import { event, startConnector, startConnectorBackend, type ConnectorBackend, type ConnectorProcess } from '../harness/connectors.ts';
 import type { Gatehouse } from '../../src/app/index.ts';
 import type { EtcdStore } from '../../src/store/index.ts';
@@ -29,16 +29,6 @@ const ROOT = 'root@example.com';
 const APP = 'app.corp.test';
 const TEAM = 'team.corp.test';
 const OFFICE = 'office.corp.test';
-
-/** Polls `probe` until it is true; the milliseconds that took (fails after `limitMs`). */
-async function until(probe: () => Promise<boolean>, what: string, limitMs = 10_000): Promise<number> {
-  const start = Date.now();
-  for (;;) {
-    if (await probe()) return Date.now() - start;
-    if (Date.now() - start > limitMs) assert.fail(`timed out after ${limitMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /**
  * A TCP proxy to one etcd member that can cut the path like a partition: `cut()` stops forwarding and holds every

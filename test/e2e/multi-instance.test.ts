@@ -20,6 +20,7 @@ import {
   startEtcd,
   startSignInWorld,
   tempDir,
+  until,
   verifyAssertion,
   waitFor,
   type EtcdCluster,
@@ -41,16 +42,6 @@ const TEAM = 'team.corp.test';
 const OFFICE = 'office.corp.test';
 const DEVICES = 'devices.corp.test';
 const SSH = 'ssh.corp.test';
-
-/** Polls `probe` until it is true; the milliseconds that took (fails after `limitMs`). */
-async function until(probe: () => Promise<boolean>, what: string, limitMs = 10_000): Promise<number> {
-  const start = Date.now();
-  for (;;) {
-    if (await probe()) return Date.now() - start;
-    if (Date.now() - start > limitMs) assert.fail(`timed out after ${limitMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 describe('many instances on one etcd', { timeout: 120_000 }, () => {
   const t = tempDir('gatehouse-multi-');

@@ -9,9 +9,9 @@ import { writeFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createTcpServer, type AddressInfo, type Server as TcpServer, type Socket } from 'node:net';
 import { join, resolve } from 'node:path';
-import { createInterface } from 'node:readline';
 import { Readable } from 'node:stream';
 import { WebSocketServer } from 'ws';
+import { followLogs } from './serve-process.ts';
 
 const bin = resolve(import.meta.dirname, '../../bin/gatehouse.mjs');
 
@@ -49,48 +49,14 @@ export function startConnector(dir: string, args: readonly string[], env: NodeJS
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, GATEHOUSE_CA: '', ...env },
   });
-  const lines: Record<string, unknown>[] = [];
-  const stderr: string[] = [];
-  const waiters: Array<{ test: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
-  createInterface({ input: child.stdout! }).on('line', (text) => {
-    let line: Record<string, unknown>;
-    try {
-      line = JSON.parse(text) as Record<string, unknown>;
-    } catch {
-      line = { event: 'stdout', text };
-    }
-    lines.push(line);
-    for (let i = waiters.length - 1; i >= 0; i--) {
-      if (waiters[i]!.test(line)) {
-        waiters[i]!.resolve(line);
-        waiters.splice(i, 1);
-      }
-    }
-  });
-  createInterface({ input: child.stderr! }).on('line', (text) => stderr.push(text));
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const { lines, stderr, exited, waitFor } = followLogs(child, 'connector log line');
   return {
     child,
     lines,
     stderr,
     exited,
     count: (test) => lines.filter(test).length,
-    waitFor: (test, ms = 15_000) =>
-      new Promise((res, rej) => {
-        const seen = lines.find(test);
-        if (seen) return res(seen);
-        const timer = setTimeout(
-          () => rej(new Error(`connector log line not seen within ${ms} ms; stderr: ${stderr.join('\n')}; lines: ${JSON.stringify(lines.slice(-5))}`)),
-          ms,
-        );
-        waiters.push({
-          test,
-          resolve: (l) => {
-            clearTimeout(timer);
-            res(l);
-          },
-        });
-      }),
+    waitFor,
     stop: async (signal = 'SIGTERM') => {
       if (child.exitCode === null && child.signalCode === null) child.kill(signal);
       return exited;

@@ -4,7 +4,7 @@ export { startEcho, startHttpsEcho, deadPort, type Backend, type Received } from
 export { startGatehouse, type RunningGatehouse } from './gatehouse.ts';
 export { curl, type CurlResult } from './curl.ts';
 export { startServe, runCli, listeningPort, type ServeProcess } from './serve-process.ts';
-export { startBackend, echoJson, waitFor, frontDoor, send, headerValues, rawExchange, type ScriptedBackend, type SeenRequest, type BackendHandler, type Answer, type RawAnswer } from './wire.ts';
+export { startBackend, echoJson, waitFor, until, frontDoor, send, headerValues, rawExchange, type ScriptedBackend, type SeenRequest, type BackendHandler, type Answer, type RawAnswer } from './wire.ts';
 export { parseRawResponse, destroyProbes, connectPlain, connectTls, readToEnd, exchange, openTunnel, startSentinel, startFileServer, type RawResponse, type TlsProbeOptions, type Sentinel, type FileServer } from './probes.ts';
 export { startIdp, loginInBrowser, type RunningIdp, type IdpOptions, type IdpUser, type IdpClient, type IdpEvent } from './idp.ts';
 export { startSignInWorld, signInOverHttp, signInInBrowser, assertNotSignedIn, verifyAssertion, fetchJwks, flipChar, freePort, pkcePair, parseSetCookie, CookieJar, WebClient, AUTH_HOST, SESSION_COOKIE_NAME, OIDC_CLIENT_ID, type SignInWorld, type SignInWorldOptions, type SignInGatehouse, type GatehouseSetup, type WebResponse, type RequestOptions, type JarCookie } from './sign-in.ts';

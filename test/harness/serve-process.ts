@@ -22,22 +22,17 @@ export interface ServeProcess {
   stop(signal?: NodeJS.Signals): Promise<number | null>;
 }
 
-export function runCli(args: readonly string[], options: { cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((done) => {
-    const child = spawn(process.execPath, [bin, ...args], { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-    child.on('exit', (code) => done({ code, stdout, stderr }));
-  });
+/** A child's JSON log lines on stdout (other text kept as `{event: 'stdout', text}`), its stderr lines, and its exit. */
+export interface FollowedLogs {
+  readonly lines: Record<string, unknown>[];
+  readonly stderr: string[];
+  readonly exited: Promise<number | null>;
+  /** resolves with the first line that satisfies `test` (seen already or coming), within `ms` */
+  waitFor(test: (line: Record<string, unknown>) => boolean, ms?: number): Promise<Record<string, unknown>>;
 }
 
-export async function startServe(dir: string, config: unknown): Promise<ServeProcess> {
-  const configFile = join(dir, 'gatehouse.yaml');
-  const writeConfig = (c: unknown) => writeFileSync(configFile, typeof c === 'string' ? c : stringify(c));
-  writeConfig(config);
-  const child = spawn(process.execPath, [bin, 'serve', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+/** Follows `child`'s output; `what` names its lines in a timeout's message. */
+export function followLogs(child: ChildProcess, what: string): FollowedLogs {
   const lines: Record<string, unknown>[] = [];
   const stderr: string[] = [];
   const waiters: Array<{ test: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
@@ -62,7 +57,7 @@ export async function startServe(dir: string, config: unknown): Promise<ServePro
     new Promise<Record<string, unknown>>((res, rej) => {
       const seen = lines.find(test);
       if (seen) return res(seen);
-      const timer = setTimeout(() => rej(new Error(`log line not seen within ${ms} ms; stderr: ${stderr.join('\n')}; lines: ${JSON.stringify(lines.slice(-5))}`)), ms);
+      const timer = setTimeout(() => rej(new Error(`${what} not seen within ${ms} ms; stderr: ${stderr.join('\n')}; lines: ${JSON.stringify(lines.slice(-5))}`)), ms);
       waiters.push({
         test,
         resolve: (l) => {
@@ -71,6 +66,26 @@ export async function startServe(dir: string, config: unknown): Promise<ServePro
         },
       });
     });
+  return { lines, stderr, exited, waitFor };
+}
+
+export function runCli(args: readonly string[], options: { cwd?: string } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((done) => {
+    const child = spawn(process.execPath, [bin, ...args], { cwd: options.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+    child.on('exit', (code) => done({ code, stdout, stderr }));
+  });
+}
+
+export async function startServe(dir: string, config: unknown): Promise<ServeProcess> {
+  const configFile = join(dir, 'gatehouse.yaml');
+  const writeConfig = (c: unknown) => writeFileSync(configFile, typeof c === 'string' ? c : stringify(c));
+  writeConfig(config);
+  const child = spawn(process.execPath, [bin, 'serve', '-c', configFile], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { lines, stderr, exited, waitFor } = followLogs(child, 'log line');
   const p: ServeProcess = {
     child,
     configFile,

@@ -112,6 +112,16 @@ export async function waitFor(condition: () => boolean, what: string, timeoutMs 
   }
 }
 
+/** Polls `probe` (every 10 ms) until it is true and returns how many ms that took; fails naming `what` after `limitMs`. */
+export async function until(probe: () => boolean | Promise<boolean>, what: string, limitMs = 10_000): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    if (await probe()) return Date.now() - start;
+    if (Date.now() - start > limitMs) throw new Error(`timed out after ${limitMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
 /** https options that reach the front door on 127.0.0.1 under `host` (SNI, certificate name and Host header). */
 export function frontDoor(host: string, port: number, ca: string | Buffer): RequestOptions {
   return { host: '127.0.0.1', port, servername: host, ca, agent: false, headers: { host: `${host}:${port}` } };
