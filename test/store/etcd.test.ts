@@ -254,7 +254,7 @@ describe('etcd store: a three-member cluster', () => {
   });
 
   it('goes on working, watch included, when the member it talks to is killed', { timeout: 60_000 }, async () => {
-    // the default deadline: an election after losing the leader can take a second round (a split vote), 2–4 s
+    // the default deadline: an election after losing the leader can take a second round (a split vote): the 3 s deadline this test had was too short once here
     const store = await openEtcdStore({ endpoints: cluster.endpoints, prefix: '/ha/', retryDelay: 200 });
     try {
       const watcher = follow(store, await store.revision());
