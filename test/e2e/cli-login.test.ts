@@ -16,24 +16,11 @@ import type { Browser } from 'playwright-core';
 import { TestCa, deadPort, send, startEcho, startGatehouse, tempDir, type Backend, type CertFiles, type RunningGatehouse } from '../harness/index.ts';
 import { loginInBrowser, startIdp, type RunningIdp } from '../harness/idp.ts';
 import { launchChromium, newContext } from '../harness/browser.ts';
+import { RESOLVER } from '../harness/connectors.ts';
 
 const bin = resolve(import.meta.dirname, '../../bin/gatehouse.mjs');
 const ALICE = { email: 'alice@example.com', password: 'wonderland', groups: ['sre'] };
 const ROUTE = 'app.corp.test';
-
-/** Loaded before the CLI in each child: the test names resolve to 127.0.0.1, as Chromium's host rules do. */
-const RESOLVER = `
-import dns from 'node:dns';
-const real = dns.lookup;
-dns.lookup = function lookup(host, options, callback) {
-  if (typeof options === 'function') { callback = options; options = {}; }
-  if (typeof options === 'number') options = { family: options };
-  if (/^(gate\\.test|[a-z0-9-]+\\.corp\\.test)$/i.test(host)) {
-    if (options && options.all) return process.nextTick(callback, null, [{ address: '127.0.0.1', family: 4 }]);
-    return process.nextTick(callback, null, '127.0.0.1', 4);
-  }
-  return real.call(this, host, options, callback);
-};`;
 
 interface Cli {
   readonly child: ChildProcess;

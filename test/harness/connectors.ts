@@ -15,8 +15,8 @@ import { followLogs } from './serve-process.ts';
 
 const bin = resolve(import.meta.dirname, '../../bin/gatehouse.mjs');
 
-/** Loaded before the CLI in each child: the test names resolve to 127.0.0.1. */
-const RESOLVER = `
+/** Loaded before the CLI in each child: the test names resolve to 127.0.0.1 (as Chromium's host rules do in browser tests). */
+export const RESOLVER = `
 import dns from 'node:dns';
 const real = dns.lookup;
 dns.lookup = function lookup(host, options, callback) {
