@@ -24,7 +24,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { openSqliteStore } from '../src/store/index.ts';
 import { Child, freePort } from './child.ts';
-import { AUTH_HOST, LOGIN_HOST, LOGIN_USER, OPEN_HOST, createTokenIn, identityConfig, repoRoot, startGatehouseChild, writeConfig, type Targets } from './targets.ts';
+import { AUTH_HOST, LOGIN_HOST, LOGIN_USER, OPEN_HOST, createTokenIn, identityConfig, nginx, repoRoot, startGatehouseChild, writeConfig, type Targets } from './targets.ts';
 
 export const SINK_HOST = 'sink.bench.test';
 /** nginx's stream module as Debian installs it */
@@ -91,16 +91,7 @@ stream {
 ${servers}
 }
 `;
-  const file = join(dir, 'nginx.conf');
-  writeFileSync(file, conf);
-  return Child.start({
-    name,
-    command: 'nginx',
-    args: ['-p', dir, '-c', file, '-e', join(dir, 'error.log')],
-    stdout: join(dir, 'stdout.log'),
-    stderr: join(dir, 'stderr.log'),
-    stopSignal: 'SIGQUIT',
-  });
+  return nginx(name, dir, conf);
 }
 
 function cli(args: string[], cwd: string): void {

@@ -84,7 +84,8 @@ export interface Targets {
   close(): Promise<void>;
 }
 
-function nginx(name: string, dir: string, conf: string): Child {
+/** Starts nginx in the foreground with `conf` written to DIR/nginx.conf (DIR made if missing). */
+export function nginx(name: string, dir: string, conf: string): Child {
   mkdirSync(dir, { recursive: true });
   const file = join(dir, 'nginx.conf');
   writeFileSync(file, conf);

@@ -17,10 +17,11 @@
  */
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { access, rename, rm } from 'node:fs/promises';
+import { rename, rm } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { GatehouseError, messageOf } from '../core/index.ts';
+import { exists } from './files.ts';
 import { formatProblems, loadConfig } from '../config/index.ts';
 import { openStore, type Store, type StoreOp } from '../store/index.ts';
 
@@ -126,15 +127,6 @@ async function withStore(file: string, work: (store: Store) => Promise<number>):
     return await work(store);
   } finally {
     await store.close().catch(() => undefined);
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -5,9 +5,10 @@
  * Keys never reach stdout: a generated device key is written to PATH.key (mode 0600) and PATH.p12, whose one-time
  * password is the only thing printed on stdout. Summaries and warnings go to stderr.
  */
-import { access, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import { userInfo } from 'node:os';
 import { GatehouseError, messageOf } from '../core/index.ts';
+import { exists } from './files.ts';
 import { formatProblems, loadConfig, type Config } from '../config/index.ts';
 import { openStore, type Store } from '../store/index.ts';
 import { Keyring } from '../authn/index.ts';
@@ -59,15 +60,6 @@ async function readInput(file: string, what: string): Promise<string> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     throw new GatehouseError('ERR_USAGE', `cannot read ${what} ${file}: ${code === 'ENOENT' ? 'no such file' : messageOf(err)}`);
-  }
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
   }
 }
 
