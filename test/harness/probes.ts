@@ -116,10 +116,10 @@ export function exchange(socket: Duplex, request: string, timeoutMs = 5000): Pro
 }
 
 /**
- * Sends `CONNECT target` and waits for the response head. On 200 the socket is the open tunnel (any bytes
- * after the head are pushed back); otherwise the whole refusal is read.
+ * Sends `CONNECT target` (with `headers`, by default only Host) and waits for the response head. On 200 the
+ * socket is the open tunnel, paused (any bytes after the head are pushed back); otherwise the whole refusal is read.
  */
-export function openTunnel(socket: Duplex, target: string, timeoutMs = 5000): Promise<{ response: RawResponse; tunnel: Duplex }> {
+export function openTunnel<T extends Duplex>(socket: T, target: string, timeoutMs = 5000, headers: Record<string, string> = { Host: target }): Promise<{ response: RawResponse; tunnel: T }> {
   return new Promise((resolve, reject) => {
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => {
@@ -152,7 +152,7 @@ export function openTunnel(socket: Duplex, target: string, timeoutMs = 5000): Pr
       clearTimeout(timer);
       reject(err);
     });
-    socket.write(`CONNECT ${target} HTTP/1.1\r\nHost: ${target}\r\n\r\n`);
+    socket.write(`CONNECT ${target} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
   });
 }
 

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type AddressInfo, type Server, type Socket } from 'node:net';
 import { connect as tlsConnect, type TLSSocket } from 'node:tls';
 import { resolve } from 'node:path';
-import { parseRawResponse, type RawResponse } from './probes.ts';
+import { openTunnel, type RawResponse } from './probes.ts';
 
 export const GATEHOUSE_BIN = resolve(import.meta.dirname, '../../bin/gatehouse.mjs');
 
@@ -78,59 +78,37 @@ export interface ConnectOptions {
  * `CONNECT target` over TLS to the front door. On 200 `tunnel` is the open stream (half-open allowed), paused:
  * `resume()` it (or `readAll`) to read; otherwise the refusal is read to its end and `tunnel` is the closed socket.
  */
-export function connectRoute(target: string, o: ConnectOptions): Promise<{ response: RawResponse; tunnel: TLSSocket }> {
-  return new Promise((res, rej) => {
-    const socket = tlsConnect({
-      host: '127.0.0.1',
-      port: o.port,
-      servername: o.servername ?? 'gate.test',
-      ca: o.ca,
-      ...(o.cert ? { cert: o.cert, key: o.key } : {}),
-      ALPNProtocols: ['http/1.1'],
-    });
-    socket.allowHalfOpen = true;
+export async function connectRoute(target: string, o: ConnectOptions): Promise<{ response: RawResponse; tunnel: TLSSocket }> {
+  const timeoutMs = o.timeoutMs ?? 5000;
+  const socket = tlsConnect({
+    host: '127.0.0.1',
+    port: o.port,
+    servername: o.servername ?? 'gate.test',
+    ca: o.ca,
+    ...(o.cert ? { cert: o.cert, key: o.key } : {}),
+    ALPNProtocols: ['http/1.1'],
+  });
+  socket.allowHalfOpen = true;
+  await new Promise<void>((res, rej) => {
     const timer = setTimeout(() => {
       socket.destroy();
-      rej(new Error(`no answer to CONNECT ${target} within ${o.timeoutMs ?? 5000} ms`));
-    }, o.timeoutMs ?? 5000);
+      rej(new Error(`no TLS connection for CONNECT ${target} within ${timeoutMs} ms`));
+    }, timeoutMs);
     socket.once('error', (err) => {
       clearTimeout(timer);
       rej(err);
     });
     socket.once('secureConnect', () => {
-      const headers = { host: target, accept: 'application/json', ...o.headers };
-      socket.write(`CONNECT ${target} HTTP/1.1\r\n${Object.entries(headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`);
+      clearTimeout(timer);
+      socket.removeAllListeners('error');
+      res();
     });
-    let buf = Buffer.alloc(0);
-    const onData = (c: Buffer) => {
-      buf = Buffer.concat([buf, c]);
-      const end = buf.indexOf('\r\n\r\n');
-      if (end < 0) return;
-      socket.off('data', onData);
-      socket.pause();
-      const head = parseRawResponse(buf.subarray(0, end + 4).toString('latin1'));
-      const rest = buf.subarray(end + 4);
-      if (rest.length) socket.unshift(rest);
-      if (head.status === 200) {
-        clearTimeout(timer);
-        socket.removeAllListeners('error');
-        socket.on('error', () => undefined);
-        return res({ response: head, tunnel: socket });
-      }
-      const chunks: Buffer[] = [];
-      socket.on('data', (x: Buffer) => chunks.push(x));
-      const done = () => {
-        clearTimeout(timer);
-        socket.destroy();
-        const body = Buffer.concat(chunks).toString('utf8');
-        res({ response: { ...head, body, raw: head.raw + body }, tunnel: socket });
-      };
-      socket.once('end', done);
-      socket.once('close', done);
-      socket.resume();
-    };
-    socket.on('data', onData);
   });
+  const { response } = await openTunnel(socket, target, timeoutMs, { host: target, accept: 'application/json', ...o.headers });
+  socket.removeAllListeners('error');
+  socket.on('error', () => undefined);
+  if (response.status !== 200) socket.destroy();
+  return { response, tunnel: socket };
 }
 
 /** Reads everything until the stream ends (or closes); resumes a paused stream. */
